@@ -1,0 +1,72 @@
+// Package handlers turns forge webhooks and API calls into queue jobs: verify, parse, route.
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"time"
+)
+
+// EventKind is what a webhook delivery asks of ferry.
+type EventKind string
+
+const (
+	EventPing        EventKind = "ping"
+	EventPush        EventKind = "push"
+	EventPullRequest EventKind = "pull_request"
+	// EventIgnored is a delivery ferry acknowledges and does nothing with (Event.Ignored says why).
+	EventIgnored EventKind = "ignored"
+)
+
+// Event is a webhook delivery reduced to what ferry acts on, the same for every forge.
+type Event struct {
+	Kind EventKind
+	// DeliveryID is the forge's id of this delivery; redeliveries carry the same one.
+	DeliveryID string
+	// Ignored says why an EventIgnored delivery needs no work, for the response body.
+	Ignored string
+
+	// Push: the full ref (refs/heads/main), the heads before and after, whether the ref was deleted.
+	Ref     string
+	Before  string
+	After   string
+	Deleted bool
+	// Changed is every path added, modified or removed by the pushed commits.
+	Changed []string
+	// Truncated is true when the forge capped its commit list, so Changed may miss paths.
+	Truncated bool
+
+	// PR is set for EventPullRequest.
+	PR *PullRequest
+}
+
+// PullRequest is a pull/merge request whose head ferry previews.
+type PullRequest struct {
+	Number int
+	Action string
+	// HeadSHA is the commit the preview status is posted on.
+	HeadSHA string
+	// HeadRef is the ref the head can be fetched from in the base repository, forks included:
+	// refs/pull/N/head (GitHub, Gitea) or refs/merge-requests/N/head (GitLab).
+	HeadRef string
+	// BaseBranch is the branch the request would merge into, without refs/heads/.
+	BaseBranch string
+	BaseSHA    string
+}
+
+// ErrSignature means the delivery is not signed with the repository's secret: 401.
+var ErrSignature = errors.New("webhook signature does not match")
+
+// ErrPayload means the body could not be understood: 400.
+var ErrPayload = errors.New("webhook payload is malformed")
+
+// provider is one forge's webhook dialect. Every provider verifies on the raw body before
+// anything is parsed; an empty secret never verifies.
+type provider interface {
+	// verify checks the delivery's signature or token. It returns an error wrapping
+	// ErrSignature and never mentions the secret or the received signature's value.
+	verify(h http.Header, body []byte, secret []byte, now time.Time) error
+	// parse reads a verified delivery. It returns an error wrapping ErrPayload for bodies it
+	// cannot read and an EventIgnored event for kinds ferry does not act on.
+	parse(h http.Header, body []byte) (Event, error)
+}

@@ -1,0 +1,80 @@
+// Package queue stores ferry's sync jobs durably on NATS JetStream and hands them to workers.
+package queue
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Kind says what a job does with its commit.
+type Kind string
+
+const (
+	// KindDeploy applies the commit to the cluster and reports on it.
+	KindDeploy Kind = "deploy"
+	// KindPreview dry-runs a pull/merge request head against the cluster; it writes nothing.
+	KindPreview Kind = "preview"
+)
+
+// Trigger says why a job exists; it is shown on sync records and pages.
+type Trigger string
+
+const (
+	TriggerPush    Trigger = "push"
+	TriggerPR      Trigger = "pull_request"
+	TriggerManual  Trigger = "manual"
+	TriggerPoll    Trigger = "poll"
+	TriggerStartup Trigger = "startup"
+	TriggerDrift   Trigger = "drift"
+)
+
+// Job is one app at one commit: the wire type stored on the stream. It is self-contained so
+// that any replica can run it after a restart without the hook that made it.
+type Job struct {
+	// ID names the sync: its record key and the last part of its page URL.
+	ID      string  `json:"id"`
+	Kind    Kind    `json:"kind"`
+	Trigger Trigger `json:"trigger"`
+	Repo    string  `json:"repo"`
+	App     string  `json:"app"`
+	// Ref is the full ref the commit was seen on: refs/heads/main, refs/pull/7/head.
+	Ref string `json:"ref"`
+	// SHA is the exact commit to sync.
+	SHA string `json:"sha"`
+	// Before is the branch head before a push, when the forge said; used to tell what changed.
+	Before string `json:"before,omitempty"`
+	// DeliveryID is the forge's id of the hook delivery (or the API request) that made the job.
+	DeliveryID string `json:"deliveryId,omitempty"`
+	// PR is the pull/merge request number of a preview job.
+	PR int `json:"pr,omitempty"`
+	// BaseSHA is the target branch head a preview is compared with, when the forge said.
+	BaseSHA    string    `json:"baseSha,omitempty"`
+	EnqueuedAt time.Time `json:"enqueuedAt"`
+}
+
+// MsgID is the JetStream de-duplication id: the same delivery of the same hook for the same app
+// and kind is stored once, however often the forge redelivers it.
+func (j Job) MsgID() string {
+	if j.DeliveryID == "" {
+		return j.ID
+	}
+	return fmt.Sprintf("%s/%s/%s", j.DeliveryID, j.Kind, j.App)
+}
+
+// Validate rejects a job no worker could run.
+func (j Job) Validate() error {
+	var missing []string
+	for _, f := range [][2]string{{"id", j.ID}, {"kind", string(j.Kind)}, {"repo", j.Repo}, {"app", j.App}, {"sha", j.SHA}} {
+		if f[1] == "" {
+			missing = append(missing, f[0])
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("job is missing %s", strings.Join(missing, ", "))
+	}
+	if j.Kind != KindDeploy && j.Kind != KindPreview {
+		return fmt.Errorf("job kind %q is not deploy or preview", j.Kind)
+	}
+	return nil
+}
