@@ -1,0 +1,232 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Delivery tells a handler where a job stands in its delivery attempts.
+type Delivery struct {
+	// Attempt counts deliveries of this job, from 1.
+	Attempt int
+	// Last is true when no further attempt will follow whatever the handler returns: the
+	// handler must leave a terminal status behind.
+	Last bool
+}
+
+// Handler runs one job. Returning nil acknowledges it; an error made with Retry asks for another
+// delivery after a delay; any other error ends the job for good.
+type Handler func(ctx context.Context, job Job, d Delivery) error
+
+// RetryError asks the queue to deliver the job again after Delay.
+type RetryError struct {
+	Err   error
+	Delay time.Duration
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Retry marks err as transient: the job is delivered again after delay.
+func Retry(err error, delay time.Duration) error { return &RetryError{Err: err, Delay: delay} }
+
+// ConsumeOptions tunes the worker pool.
+type ConsumeOptions struct {
+	// Workers bounds how many jobs this process runs at once, across all apps.
+	Workers int
+	// AckWait is how long a job may go without a sign of life before JetStream redelivers it;
+	// running jobs send one every AckWait/3, so only a dead worker's job is redelivered.
+	AckWait time.Duration
+	// MaxDeliver bounds the deliveries of one job; the last one is told so.
+	MaxDeliver int
+	// Grace is how long in-flight jobs may run on after ctx is cancelled before they are
+	// cancelled too and handed back to the stream.
+	Grace time.Duration
+	// PreviewConcurrency is how many previews of one app may run at once across replicas.
+	PreviewConcurrency int
+	Logger             *slog.Logger
+}
+
+// DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
+func DefaultConsumeOptions() ConsumeOptions {
+	return ConsumeOptions{Workers: 4, AckWait: 30 * time.Second, MaxDeliver: 10, Grace: 60 * time.Second, PreviewConcurrency: 2, Logger: slog.Default()}
+}
+
+// Consume runs jobs for apps until ctx is cancelled, then stops taking new ones and waits for
+// the running ones (at most Grace). Each app has one durable consumer per kind; deploy consumers
+// allow one unacknowledged job at a time, so an app never has two syncs at once, whichever
+// worker or replica holds the job.
+func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts ConsumeOptions) error {
+	if opts.Workers < 1 {
+		opts.Workers = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	// work outlives ctx by Grace so that running syncs can finish during shutdown.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(opts.Grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-work.Done():
+		}
+	})
+	defer stopGrace()
+
+	slots := make(chan struct{}, opts.Workers)
+	var wg sync.WaitGroup
+	var iters []jetstream.MessagesContext
+	for _, app := range apps {
+		for _, kind := range []Kind{KindDeploy, KindPreview} {
+			cons, err := q.consumer(ctx, kind, app, opts)
+			if err != nil {
+				for _, it := range iters {
+					it.Stop()
+				}
+				return err
+			}
+			it, err := cons.Messages(jetstream.PullMaxMessages(1))
+			if err != nil {
+				return fmt.Errorf("consume %s jobs of %s: %w", kind, app, err)
+			}
+			iters = append(iters, it)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				q.pump(ctx, work, it, slots, h, opts)
+			}()
+		}
+	}
+	<-ctx.Done()
+	for _, it := range iters {
+		it.Drain()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (q *Queue) consumer(ctx context.Context, kind Kind, app string, opts ConsumeOptions) (jetstream.Consumer, error) {
+	maxPending := 1
+	if kind == KindPreview && opts.PreviewConcurrency > 1 {
+		maxPending = opts.PreviewConcurrency
+	}
+	cons, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		Durable:       string(kind) + "-" + app,
+		Description:   fmt.Sprintf("%s jobs of app %s", kind, app),
+		FilterSubject: Subject(kind, app),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       opts.AckWait,
+		MaxDeliver:    opts.MaxDeliver,
+		MaxAckPending: maxPending,
+		Replicas:      q.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer for %s jobs of %s: %w", kind, app, err)
+	}
+	return cons, nil
+}
+
+// pump takes one consumer's messages and runs each in a worker slot.
+func (q *Queue) pump(ctx, work context.Context, it jetstream.MessagesContext, slots chan struct{}, h Handler, opts ConsumeOptions) {
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return
+			}
+			opts.Logger.Warn("queue: next job", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		q.run(ctx, work, msg, slots, h, opts)
+	}
+}
+
+// run handles one message: keeps it alive while it waits for a slot and while it runs, then
+// acknowledges, retries or terminates it as the handler says.
+func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan struct{}, h Handler, opts ConsumeOptions) {
+	log := opts.Logger.With("subject", msg.Subject())
+	var job Job
+	if err := json.Unmarshal(msg.Data(), &job); err != nil {
+		log.Error("queue: job cannot be decoded, dropping it", "err", err)
+		_ = msg.TermWithReason("undecodable job")
+		return
+	}
+	log = log.With("job", job.ID, "app", job.App, "sha", job.SHA)
+	d := Delivery{Attempt: 1}
+	if md, err := msg.Metadata(); err == nil {
+		d.Attempt = int(md.NumDelivered)
+	}
+	d.Last = opts.MaxDeliver > 0 && d.Attempt >= opts.MaxDeliver
+
+	alive, stopAlive := context.WithCancel(work)
+	defer stopAlive()
+	go keepAlive(alive, msg, opts.AckWait/3)
+
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		// Shutting down before the job started: hand it straight back to the stream.
+		_ = msg.Nak()
+		return
+	}
+	defer func() { <-slots }()
+
+	err := h(work, job, d)
+	stopAlive()
+	var retry *RetryError
+	switch {
+	case err == nil:
+		if aerr := msg.DoubleAck(context.WithoutCancel(work)); aerr != nil {
+			log.Warn("queue: ack", "err", aerr)
+		}
+	case work.Err() != nil:
+		// Shutdown cut the job short: another worker will run it again.
+		log.Info("queue: job interrupted by shutdown, handing it back", "err", err)
+		_ = msg.Nak()
+	case errors.As(err, &retry) && !d.Last:
+		log.Info("queue: job will be retried", "attempt", d.Attempt, "delay", retry.Delay, "err", err)
+		_ = msg.NakWithDelay(retry.Delay)
+	default:
+		log.Warn("queue: job failed for good", "attempt", d.Attempt, "err", err)
+		_ = msg.TermWithReason(truncate(err.Error(), 200))
+	}
+}
+
+func keepAlive(ctx context.Context, msg jetstream.Msg, every time.Duration) {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = msg.InProgress()
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,139 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// StreamName is the JetStream stream holding every queued job.
+	StreamName = "FERRY_JOBS"
+	// subjectPrefix is followed by <kind>.<app>; one subject per app and kind lets one consumer
+	// per app serialise that app's syncs across every worker of every replica.
+	subjectPrefix = "ferry.jobs"
+	// DedupWindow is how long a delivery id is remembered: a forge redelivering a hook within
+	// it does not make a second job.
+	DedupWindow = 24 * time.Hour
+	// MaxJobAge bounds how long an unconsumed job is kept; far longer than any outage ferry
+	// should ride out, short enough that a forgotten app's jobs do not pile up forever.
+	MaxJobAge = 7 * 24 * time.Hour
+	// publishTimeout bounds how long a hook waits for JetStream's ack before it gets 503.
+	publishTimeout = 5 * time.Second
+)
+
+// namePattern is what app names must look like to be a NATS subject token and a durable name.
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether name can name an app on the queue.
+func ValidName(name string) bool { return namePattern.MatchString(name) }
+
+// Options configures the stream.
+type Options struct {
+	// Replicas is the stream's and record bucket's replica count: 1 embedded, 3 on a cluster.
+	Replicas int
+}
+
+// Queue publishes jobs to the FERRY_JOBS stream and owns its consumers.
+type Queue struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+}
+
+// New creates or updates the stream and returns a queue on it.
+func New(ctx context.Context, nc *nats.Conn, opts Options) (*Queue, error) {
+	if opts.Replicas < 1 {
+		opts.Replicas = 1
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "ferry sync jobs, one subject per kind and app",
+		Subjects:    []string{subjectPrefix + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    opts.Replicas,
+		Duplicates:  DedupWindow,
+		MaxAge:      MaxJobAge,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
+	}
+	return &Queue{nc: nc, js: js, opts: opts}, nil
+}
+
+// JetStream exposes the JetStream context for the record store on the same connection.
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
+// Subject is where jobs of one kind for one app are published.
+func Subject(kind Kind, app string) string { return subjectPrefix + "." + string(kind) + "." + app }
+
+// Enqueue stores jobs durably. It returns only after JetStream acknowledged every one of them;
+// a job whose delivery was stored before is acknowledged as a duplicate and not stored again.
+// An error means some jobs may not be stored: the caller must not promise anything (503).
+func (q *Queue) Enqueue(ctx context.Context, jobs []Job) (stored []Job, err error) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	futures := make([]jetstream.PubAckFuture, len(jobs))
+	for i, j := range jobs {
+		if err := j.Validate(); err != nil {
+			return nil, fmt.Errorf("enqueue %s: %w", j.App, err)
+		}
+		if !ValidName(j.App) {
+			return nil, fmt.Errorf("enqueue: app name %q is not a valid queue name", j.App)
+		}
+		data, err := json.Marshal(j)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue %s: %w", j.App, err)
+		}
+		f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: Subject(j.Kind, j.App), Data: data},
+			jetstream.WithMsgID(j.MsgID()), jetstream.WithExpectStream(StreamName))
+		if err != nil {
+			return nil, fmt.Errorf("enqueue %s: %w", j.App, err)
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if !ack.Duplicate {
+				stored = append(stored, jobs[i])
+			}
+		case err := <-f.Err():
+			return nil, fmt.Errorf("enqueue %s: %w", jobs[i].App, err)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("enqueue %s: no ack from jetstream: %w", jobs[i].App, ctx.Err())
+		}
+	}
+	return stored, nil
+}
+
+// Ping checks that JetStream answers, for readiness.
+func (q *Queue) Ping(ctx context.Context) error {
+	if q.nc.Status() != nats.CONNECTED {
+		return fmt.Errorf("nats is %s", q.nc.Status())
+	}
+	if _, err := q.js.Stream(ctx, StreamName); err != nil {
+		return fmt.Errorf("jetstream stream %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+// Pending reports how many jobs are stored and not yet done, for metrics and the API.
+func (q *Queue) Pending(ctx context.Context) (uint64, error) {
+	s, err := q.js.Stream(ctx, StreamName)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	return s.CachedInfo().State.Msgs, nil
+}

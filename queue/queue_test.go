@@ -1,0 +1,259 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+)
+
+func startQueue(t *testing.T, dir string) (*Embedded, *nats.Conn, *Queue) {
+	t.Helper()
+	e, err := StartEmbedded(EmbeddedOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := e.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := New(t.Context(), nc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, nc, q
+}
+
+func testJob(app, sha, delivery string) Job {
+	return Job{ID: NewID(), Kind: KindDeploy, Trigger: TriggerPush, Repo: "platform", App: app, SHA: sha, Ref: "refs/heads/main", DeliveryID: delivery, EnqueuedAt: time.Now().UTC().Truncate(time.Millisecond)}
+}
+
+func quietOptions() ConsumeOptions {
+	o := DefaultConsumeOptions()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.AckWait = 2 * time.Second
+	o.Grace = 5 * time.Second
+	return o
+}
+
+func TestEnqueueDedupesDeliveries(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+
+	first := []Job{testJob("api", "aaa", "d-1"), testJob("db", "aaa", "d-1")}
+	stored, err := q.Enqueue(t.Context(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 2 {
+		t.Fatalf("stored %d jobs, want 2", len(stored))
+	}
+	// The forge redelivers the same hook: new job ids, same delivery id.
+	again := []Job{testJob("api", "aaa", "d-1"), testJob("db", "aaa", "d-1")}
+	stored, err = q.Enqueue(t.Context(), again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 0 {
+		t.Fatalf("redelivery stored %d jobs, want 0", len(stored))
+	}
+	n, err := q.Pending(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("stream holds %d jobs, want 2", n)
+	}
+}
+
+func TestEnqueueRejectsInvalidJobs(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	bad := testJob("api", "", "d")
+	if _, err := q.Enqueue(t.Context(), []Job{bad}); err == nil {
+		t.Fatal("a job without a sha was stored")
+	}
+	bad = testJob("API.*", "abc", "d")
+	if _, err := q.Enqueue(t.Context(), []Job{bad}); err == nil {
+		t.Fatal("a job with an app name that is no subject token was stored")
+	}
+}
+
+func TestJobsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	e, nc, q := startQueue(t, dir)
+	want := testJob("api", "abc123", "d-restart")
+	if _, err := q.Enqueue(t.Context(), []Job{want}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	e.Shutdown()
+
+	e, nc, q = startQueue(t, dir)
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	got := make(chan Job, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	go func() {
+		_ = q.Consume(ctx, []string{"api"}, func(_ context.Context, j Job, _ Delivery) error {
+			got <- j
+			return nil
+		}, quietOptions())
+	}()
+	select {
+	case j := <-got:
+		if diff := cmp.Diff(want, j); diff != "" {
+			t.Fatalf("job after restart (-want +got):\n%s", diff)
+		}
+	case <-ctx.Done():
+		t.Fatal("the job stored before the restart was not delivered after it")
+	}
+}
+
+func TestConsumeRetriesThenTerminates(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("flaky", "abc", "d-flaky")}); err != nil {
+		t.Fatal(err)
+	}
+	opts := quietOptions()
+	opts.MaxDeliver = 3
+	var mu sync.Mutex
+	var seen []Delivery
+	done := make(chan struct{})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	go func() {
+		_ = q.Consume(ctx, []string{"flaky"}, func(_ context.Context, _ Job, d Delivery) error {
+			mu.Lock()
+			seen = append(seen, d)
+			mu.Unlock()
+			if d.Last {
+				close(done)
+			}
+			return Retry(errors.New("apiserver unreachable"), 50*time.Millisecond)
+		}, opts)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the last delivery never came")
+	}
+	// No fourth delivery may follow the last one.
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	want := []Delivery{{Attempt: 1}, {Attempt: 2}, {Attempt: 3, Last: true}}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Fatalf("deliveries (-want +got):\n%s", diff)
+	}
+}
+
+func TestOneSyncPerAppAtATime(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	apps := []string{"a", "b"}
+	var jobs []Job
+	for i := range 6 {
+		for _, app := range apps {
+			jobs = append(jobs, testJob(app, fmt.Sprintf("sha%d", i), fmt.Sprintf("d-%d", i)))
+		}
+	}
+	if _, err := q.Enqueue(t.Context(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	var running sync.Map
+	var overlap, maxParallel, now, total atomic.Int32
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	opts := quietOptions()
+	opts.Workers = 4
+	handler := func(_ context.Context, j Job, _ Delivery) error {
+		if _, busy := running.LoadOrStore(j.App, true); busy {
+			overlap.Add(1)
+		}
+		n := now.Add(1)
+		for {
+			m := maxParallel.Load()
+			if n <= m || maxParallel.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(30 * time.Millisecond)
+		now.Add(-1)
+		running.Delete(j.App)
+		if total.Add(1) == int32(len(jobs)) {
+			cancel()
+		}
+		return nil
+	}
+	// Two consumers on the same stream stand for two replicas.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { _ = q.Consume(ctx, apps, handler, opts) })
+	}
+	wg.Wait()
+	if got := total.Load(); got != int32(len(jobs)) {
+		t.Fatalf("ran %d jobs, want %d", got, len(jobs))
+	}
+	if overlap.Load() != 0 {
+		t.Fatalf("an app had two syncs at once %d times", overlap.Load())
+	}
+	if maxParallel.Load() < 2 {
+		t.Fatalf("different apps never ran in parallel (max %d)", maxParallel.Load())
+	}
+}
+
+func TestRecordsHistory(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	recs, err := NewRecords(t.Context(), q.JetStream(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range HistoryLength + 3 {
+		r := Record{ID: NewID(), App: "api", Repo: "platform", Kind: KindDeploy, SHA: fmt.Sprint(i), State: StateQueued}
+		ids = append(ids, r.ID)
+		if err := recs.Put(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		r.State = StateSucceeded
+		if err := recs.Put(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist, err := recs.History(t.Context(), "api", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != HistoryLength {
+		t.Fatalf("history has %d records, want %d", len(hist), HistoryLength)
+	}
+	if hist[0].ID != ids[len(ids)-1] || hist[0].State != StateSucceeded {
+		t.Fatalf("newest record is %s %s, want %s succeeded", hist[0].ID, hist[0].State, ids[len(ids)-1])
+	}
+	if _, err := recs.Get(t.Context(), ids[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the oldest record should have been dropped, got %v", err)
+	}
+	if _, err := recs.Get(t.Context(), "app.api.history"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a key that is no sync id must not be readable, got %v", err)
+	}
+}
+
+func TestNewIDSortsByTime(t *testing.T) {
+	a := NewID()
+	time.Sleep(2 * time.Millisecond)
+	b := NewID()
+	if !(a < b) || len(a) != 26 || !validID(a) {
+		t.Fatalf("ids %q, %q: want 26 valid characters sorting by time", a, b)
+	}
+}

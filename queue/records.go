@@ -1,0 +1,234 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// RecordBucket is the JetStream key-value bucket holding sync records and per-app history.
+	RecordBucket = "ferry_syncs"
+	// HistoryLength is how many syncs per app are kept; older records are deleted.
+	HistoryLength = 50
+	// casAttempts bounds compare-and-set retries when replicas update an app's history at once.
+	casAttempts = 20
+)
+
+// State is where a sync stands.
+type State string
+
+const (
+	StateQueued    State = "queued"
+	StateRunning   State = "running"
+	StateSucceeded State = "succeeded"
+	StateFailed    State = "failed"
+	// StateSkipped is a job that was not run because a newer commit of the app was synced.
+	StateSkipped State = "skipped"
+)
+
+// Terminal reports whether a sync in this state is over.
+func (s State) Terminal() bool {
+	return s == StateSucceeded || s == StateFailed || s == StateSkipped
+}
+
+// ObjectRecord is one object a sync applied, pruned or found unchanged.
+type ObjectRecord struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Action    string `json:"action"`
+}
+
+// Record is the stored account of one sync, shown by the API and the sync page.
+type Record struct {
+	ID         string     `json:"id"`
+	App        string     `json:"app"`
+	Repo       string     `json:"repo"`
+	Kind       Kind       `json:"kind"`
+	Trigger    Trigger    `json:"trigger"`
+	Ref        string     `json:"ref,omitempty"`
+	SHA        string     `json:"sha"`
+	PR         int        `json:"pr,omitempty"`
+	DeliveryID string     `json:"deliveryId,omitempty"`
+	State      State      `json:"state"`
+	Message    string     `json:"message,omitempty"`
+	Attempts   int        `json:"attempts,omitempty"`
+	EnqueuedAt time.Time  `json:"enqueuedAt"`
+	StartedAt  *time.Time `json:"startedAt,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	// Phases holds how long each step took (fetch, render, apply, prune, health), in ms.
+	Phases  map[string]int64 `json:"phases,omitempty"`
+	Counts  map[string]int   `json:"counts,omitempty"`
+	Objects []ObjectRecord   `json:"objects,omitempty"`
+	// Error is what failed, for a user to act on: stage, object, file and the apiserver's words.
+	Error *RecordError `json:"error,omitempty"`
+	// Diff is a preview's rendered difference against the cluster.
+	Diff string `json:"diff,omitempty"`
+	// Worker names the process that ran the sync.
+	Worker string `json:"worker,omitempty"`
+}
+
+// RecordError is the failure of a sync in terms a user can act on.
+type RecordError struct {
+	Stage   string `json:"stage,omitempty"`
+	Object  string `json:"object,omitempty"`
+	File    string `json:"file,omitempty"`
+	Message string `json:"message"`
+}
+
+// ErrNotFound is returned for an unknown sync id or app.
+var ErrNotFound = errors.New("not found")
+
+// Records stores sync records in a JetStream key-value bucket, shared by every replica.
+type Records struct {
+	kv jetstream.KeyValue
+}
+
+// NewRecords creates or opens the record bucket.
+func NewRecords(ctx context.Context, js jetstream.JetStream, replicas int) (*Records, error) {
+	if replicas < 1 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      RecordBucket,
+		Description: "ferry sync records and per-app history",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		History:     1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", RecordBucket, err)
+	}
+	return &Records{kv: kv}, nil
+}
+
+func syncKey(id string) string    { return "sync." + id }
+func historyKey(app string) string { return "app." + app + ".history" }
+
+// Put stores r, replacing any earlier version of the same sync. A new sync id is added to its
+// app's history, and records falling off the history are deleted.
+func (s *Records) Put(ctx context.Context, r Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode sync record %s: %w", r.ID, err)
+	}
+	if _, err := s.kv.Put(ctx, syncKey(r.ID), data); err != nil {
+		return fmt.Errorf("store sync record %s: %w", r.ID, err)
+	}
+	return s.remember(ctx, r.App, r.ID)
+}
+
+func (s *Records) remember(ctx context.Context, app, id string) error {
+	for range casAttempts {
+		ids, rev, err := s.history(ctx, app)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(ids, id) {
+			return nil
+		}
+		ids = append([]string{id}, ids...)
+		var dropped []string
+		if len(ids) > HistoryLength {
+			ids, dropped = ids[:HistoryLength], ids[HistoryLength:]
+		}
+		data, _ := json.Marshal(ids)
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, historyKey(app), data)
+		} else {
+			_, err = s.kv.Update(ctx, historyKey(app), data, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store history of %s: %w", app, err)
+		}
+		for _, d := range dropped {
+			_ = s.kv.Delete(ctx, syncKey(d))
+		}
+		return nil
+	}
+	return fmt.Errorf("store history of %s: too many concurrent updates", app)
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+func (s *Records) history(ctx context.Context, app string) ([]string, uint64, error) {
+	e, err := s.kv.Get(ctx, historyKey(app))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read history of %s: %w", app, err)
+	}
+	var ids []string
+	if err := json.Unmarshal(e.Value(), &ids); err != nil {
+		return nil, 0, fmt.Errorf("decode history of %s: %w", app, err)
+	}
+	return ids, e.Revision(), nil
+}
+
+// Get returns one sync record.
+func (s *Records) Get(ctx context.Context, id string) (Record, error) {
+	var r Record
+	if !validID(id) {
+		return r, fmt.Errorf("sync %q: %w", id, ErrNotFound)
+	}
+	e, err := s.kv.Get(ctx, syncKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return r, fmt.Errorf("sync %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read sync %s: %w", id, err)
+	}
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return r, fmt.Errorf("decode sync %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// History returns an app's most recent syncs, newest first, at most limit of them.
+func (s *Records) History(ctx context.Context, app string, limit int) ([]Record, error) {
+	ids, _, err := s.history(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && len(ids) > limit {
+		ids = ids[:limit]
+	}
+	out := make([]Record, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// validID accepts the ids ferry makes, so a request cannot address other keys of the bucket.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
