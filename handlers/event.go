@@ -11,8 +11,11 @@ import (
 type EventKind string
 
 const (
-	EventPing        EventKind = "ping"
-	EventPush        EventKind = "push"
+	// EventPing is the forge checking that the hook is reachable and correctly signed.
+	EventPing EventKind = "ping"
+	// EventPush moves a ref: a branch deploy when it is the repository's branch.
+	EventPush EventKind = "push"
+	// EventPullRequest is a pull/merge request whose head has new commits: a preview.
 	EventPullRequest EventKind = "pull_request"
 	// EventIgnored is a delivery ferry acknowledges and does nothing with (Event.Ignored says why).
 	EventIgnored EventKind = "ignored"
@@ -33,7 +36,9 @@ type Event struct {
 	Deleted bool
 	// Changed is every path added, modified or removed by the pushed commits.
 	Changed []string
-	// Truncated is true when the forge capped its commit list, so Changed may miss paths.
+	// Truncated is true when Changed may miss paths: the forge capped its commit list, listed
+	// no commits for a moved ref, or the push was forced (commits dropped from the branch are
+	// not listed). Routing then treats every app of the repository as changed.
 	Truncated bool
 
 	// PR is set for EventPullRequest.

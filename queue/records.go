@@ -108,7 +108,7 @@ func NewRecords(ctx context.Context, js jetstream.JetStream, replicas int) (*Rec
 	return &Records{kv: kv}, nil
 }
 
-func syncKey(id string) string    { return "sync." + id }
+func syncKey(id string) string     { return "sync." + id }
 func historyKey(app string) string { return "app." + app + ".history" }
 
 // Put stores r, replacing any earlier version of the same sync. A new sync id is added to its

@@ -1,7 +1,14 @@
 // Package status posts ferry's commit statuses to the forges: GitHub, GitLab and Gitea.
 package status
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+	"unicode/utf8"
+)
 
 // State is a commit status state in ferry's terms; each forge maps it to its own.
 type State string
@@ -35,4 +42,53 @@ type Status struct {
 // Reporter posts a status for one repository.
 type Reporter interface {
 	Report(ctx context.Context, s Status) error
+}
+
+// DefaultHTTPTimeout bounds one request to a forge when the caller passes no *http.Client: a forge
+// that hangs must not hold a worker, and Retry decides whether to try again.
+const DefaultHTTPTimeout = 30 * time.Second
+
+// userAgent names ferry to the forges, so their operators can tell its calls apart.
+const userAgent = "ferry"
+
+// validate refuses a Status that no forge could take, before any request is made; the error is
+// permanent because sending it again cannot make it valid.
+func (s Status) validate() error {
+	switch {
+	case s.SHA == "":
+		return permanent(errors.New("status has no commit sha"))
+	case s.Context == "":
+		return permanent(errors.New("status has no context"))
+	}
+	switch s.State {
+	case Pending, Running, Success, Failure, Canceled, Skipped:
+		return nil
+	}
+	return permanent(fmt.Errorf("unknown status state %q", s.State))
+}
+
+// cutDescription fits d into MaxDescription runes, ending a cut one with "…" so readers can tell
+// there was more (the full story is behind TargetURL).
+func cutDescription(d string) string {
+	if utf8.RuneCountInString(d) <= MaxDescription {
+		return d
+	}
+	runes := []rune(d)
+	return string(runes[:MaxDescription-1]) + "…"
+}
+
+// shortSHA keeps errors and logs readable; 12 hex digits are unambiguous in practice.
+func shortSHA(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// defaultClient gives a forge client a bounded timeout when the caller has no client of its own.
+func defaultClient(hc *http.Client) *http.Client {
+	if hc != nil {
+		return hc
+	}
+	return &http.Client{Timeout: DefaultHTTPTimeout}
 }

@@ -2,24 +2,28 @@
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) from the
 # Go module proxy into a cache outside the clone, keyed by this module's go.mod and go.sum, and
 # prints the directory that holds the binaries. A warm cache returns at once; a cold build takes
-# about 20 minutes on 2 cores.
+# about 20 minutes on 2 cores. Concurrent callers wait for one another instead of building twice.
+# Usage: build.sh [tool...]   (default: all four)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
 cache=${FERRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferry}
 out="$cache/k8s-$key"
-tools=(etcd kube-apiserver kube-controller-manager kubectl)
 declare -A pkg=(
   [etcd]=go.etcd.io/etcd/server/v3
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
 )
-want=("${@:-${tools[@]}}")
+if (($# == 0)); then set -- etcd kube-apiserver kube-controller-manager kubectl; fi
 mkdir -p "$out"
-for t in "${want[@]}"; do
+exec 9>"$out/.lock"
+for t in "$@"; do
+  [[ -n ${pkg[$t]:-} ]] || { echo "build.sh: unknown tool $t" >&2; exit 2; }
   [[ -x "$out/$t" ]] && continue
-  echo "building $t into $out (first time only; the control plane takes ~20 minutes on 2 cores)" >&2
+  flock 9
+  [[ -x "$out/$t" ]] && continue
+  echo "building $t into $out (first time only; the whole control plane takes ~20 minutes on 2 cores)" >&2
   start=$SECONDS
   (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out/$t.tmp" "${pkg[$t]}")
   mv "$out/$t.tmp" "$out/$t"
