@@ -1,0 +1,154 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrygitops/ferry/queue"
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeRecords is a hand-written Records with function fields.
+type fakeRecords struct {
+	get     func(ctx context.Context, id string) (queue.Record, error)
+	history func(ctx context.Context, app string, limit int) ([]queue.Record, error)
+}
+
+func (f fakeRecords) Get(ctx context.Context, id string) (queue.Record, error) { return f.get(ctx, id) }
+func (f fakeRecords) History(ctx context.Context, app string, limit int) ([]queue.Record, error) {
+	return f.history(ctx, app, limit)
+}
+
+func sampleRecord() queue.Record {
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	end := start.Add(1400 * time.Millisecond)
+	return queue.Record{ID: "0abc", App: "api", Repo: "platform", Kind: queue.KindDeploy, Trigger: queue.TriggerPush,
+		SHA: "0123456789abcdef0123456789abcdef01234567", State: queue.StateFailed, EnqueuedAt: start, StartedAt: &start, FinishedAt: &end,
+		Message: "Deployment api/web: spec.replicas: Invalid value: -1",
+		Error:   &queue.RecordError{Stage: "apply", Object: "Deployment api/web", File: "apps/api/deploy.yaml", Message: "spec.replicas: Invalid value: -1 <script>"},
+		Objects: []queue.ObjectRecord{{Kind: "ConfigMap", Namespace: "api", Name: "settings", Action: "created"}}}
+}
+
+func newTestServer(t *testing.T, ready []Check) *httptest.Server {
+	t.Helper()
+	rec := sampleRecord()
+	records := fakeRecords{
+		get: func(_ context.Context, id string) (queue.Record, error) {
+			if id == rec.ID {
+				return rec, nil
+			}
+			return queue.Record{}, fmt.Errorf("sync %s: %w", id, queue.ErrNotFound)
+		},
+		history: func(_ context.Context, app string, limit int) ([]queue.Record, error) {
+			if app == "api" {
+				return []queue.Record{rec}, nil
+			}
+			return nil, nil
+		},
+	}
+	s := New(Config{Records: records, Ready: ready, Logger: nil,
+		Apps: []AppInfo{{Name: "api", Repo: "platform", Path: "apps/api", Branch: "main"}, {Name: "db", Repo: "platform", Path: "apps/db", Branch: "main"}}})
+	ts := httptest.NewServer(s.Routes())
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAPI(t *testing.T) {
+	ts := newTestServer(t, nil)
+	code, body := get(t, ts.URL+"/api/v1/syncs/0abc")
+	if code != http.StatusOK {
+		t.Fatalf("GET sync: %d %s", code, body)
+	}
+	var got queue.Record
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(sampleRecord(), got); diff != "" {
+		t.Errorf("sync record (-want +got):\n%s", diff)
+	}
+	if code, _ := get(t, ts.URL+"/api/v1/syncs/nope"); code != http.StatusNotFound {
+		t.Errorf("unknown sync: %d, want 404", code)
+	}
+
+	code, body = get(t, ts.URL+"/api/v1/apps")
+	if code != http.StatusOK {
+		t.Fatalf("GET apps: %d", code)
+	}
+	var apps struct {
+		Apps []appView `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(body), &apps); err != nil {
+		t.Fatal(err)
+	}
+	if len(apps.Apps) != 2 || apps.Apps[0].Name != "api" || apps.Apps[0].LastSync == nil || apps.Apps[0].LastSync.ID != "0abc" || apps.Apps[1].LastSync != nil {
+		t.Errorf("apps = %+v", apps.Apps)
+	}
+	if code, _ := get(t, ts.URL+"/api/v1/apps/api"); code != http.StatusOK {
+		t.Errorf("GET app: %d", code)
+	}
+	if code, _ := get(t, ts.URL+"/api/v1/apps/missing"); code != http.StatusNotFound {
+		t.Errorf("unknown app: %d, want 404", code)
+	}
+}
+
+func TestSyncPageExplainsFailure(t *testing.T) {
+	ts := newTestServer(t, nil)
+	code, body := get(t, ts.URL+"/syncs/0abc")
+	if code != http.StatusOK {
+		t.Fatalf("page: %d", code)
+	}
+	for _, want := range []string{"Deployment api/web", "apps/api/deploy.yaml", "spec.replicas: Invalid value: -1 &lt;script&gt;", "0123456789abcdef0123456789abcdef01234567", "1.4s", "settings"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page does not show %q", want)
+		}
+	}
+	if strings.Contains(body, "<script>") {
+		t.Error("page does not escape the apiserver's message")
+	}
+	if code, _ := get(t, ts.URL+"/syncs/nope"); code != http.StatusNotFound {
+		t.Errorf("unknown sync page: %d, want 404", code)
+	}
+	if code, body := get(t, ts.URL+"/"); code != http.StatusOK || !strings.Contains(body, "/syncs/0abc") {
+		t.Errorf("index: %d, links to the last sync: %v", code, strings.Contains(body, "/syncs/0abc"))
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	healthy := newTestServer(t, []Check{{Name: "nats", Run: func(context.Context) error { return nil }}})
+	if code, _ := get(t, healthy.URL+"/readyz"); code != http.StatusOK {
+		t.Errorf("readyz with every check passing: %d", code)
+	}
+	broken := newTestServer(t, []Check{
+		{Name: "nats", Run: func(context.Context) error { return errors.New("nats is RECONNECTING") }},
+		{Name: "kubernetes", Run: func(context.Context) error { return nil }},
+	})
+	code, body := get(t, broken.URL+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "RECONNECTING") {
+		t.Errorf("readyz with nats down: %d %s", code, body)
+	}
+	if code, _ := get(t, broken.URL+"/healthz"); code != http.StatusOK {
+		t.Errorf("healthz must not depend on peers: %d", code)
+	}
+	if code, _ := get(t, healthy.URL+"/metrics"); code != http.StatusOK {
+		t.Errorf("metrics: %d", code)
+	}
+}
