@@ -1,0 +1,157 @@
+package handlers
+
+import (
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-github/v92/github"
+)
+
+// GitHub's webhook headers. X-Hub-Signature (SHA-1) is deliberately not read: every delivery
+// also carries the SHA-256 one, and accepting the weaker MAC would only widen what verifies.
+const (
+	githubSignatureHeader = github.SHA256SignatureHeader // "sha256=" + hex HMAC-SHA256 of the raw body
+	githubEventHeader     = github.EventTypeHeader
+	githubDeliveryHeader  = github.DeliveryIDHeader
+	githubSignaturePrefix = "sha256="
+)
+
+// githubProvider reads GitHub (and GitHub Enterprise Server) repository webhooks.
+type githubProvider struct{}
+
+var _ provider = githubProvider{}
+
+// verify checks X-Hub-Signature-256 over the raw body, form-encoded or JSON alike: GitHub signs
+// the bytes it sends, before any decoding.
+func (githubProvider) verify(h http.Header, body, secret []byte, _ time.Time) error {
+	sig := h.Get(githubSignatureHeader)
+	if sig != "" && !strings.HasPrefix(sig, githubSignaturePrefix) {
+		return fmt.Errorf("%s header lacks the %s prefix: %w", githubSignatureHeader, githubSignaturePrefix, ErrSignature)
+	}
+	return verifyHexMAC(githubSignatureHeader, strings.TrimPrefix(sig, githubSignaturePrefix), body, secret)
+}
+
+// parse reads ping, push and pull_request deliveries; every other event is acknowledged and ignored.
+func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
+	id, err := deliveryID(h, githubDeliveryHeader)
+	if err != nil {
+		return Event{}, err
+	}
+	name := h.Get(githubEventHeader)
+	switch name {
+	case "":
+		return Event{}, fmt.Errorf("missing %s header: %w", githubEventHeader, ErrPayload)
+	case "ping", "push", "pull_request":
+	default:
+		return Event{Kind: EventIgnored, DeliveryID: id, Ignored: fmt.Sprintf("github event %q is not acted on", name)}, nil
+	}
+	payload, err := githubPayload(h.Get("Content-Type"), body)
+	if err != nil {
+		return Event{}, err
+	}
+	parsed, err := github.ParseWebHook(name, payload)
+	if err != nil {
+		return Event{}, fmt.Errorf("github %s payload: %w: %w", name, ErrPayload, err)
+	}
+	switch e := parsed.(type) {
+	case *github.PingEvent:
+		return Event{Kind: EventPing, DeliveryID: id}, nil
+	case *github.PushEvent:
+		return githubPush(id, e)
+	case *github.PullRequestEvent:
+		return githubPullRequest(id, e)
+	default:
+		return Event{}, fmt.Errorf("github %s payload parsed as %T: %w", name, parsed, ErrPayload)
+	}
+}
+
+// githubPayload returns the JSON document of a delivery. A hook created with content type
+// application/x-www-form-urlencoded sends it in the form field "payload".
+func githubPayload(contentType string, body []byte) ([]byte, error) {
+	mediaType := "application/json"
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			return nil, fmt.Errorf("content type: %w: %w", ErrPayload, err)
+		}
+		mediaType = mt
+	}
+	switch mediaType {
+	case "application/json":
+		return body, nil
+	case "application/x-www-form-urlencoded":
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, fmt.Errorf("form body: %w: %w", ErrPayload, err)
+		}
+		p := form.Get("payload")
+		if p == "" {
+			return nil, fmt.Errorf("form body has no payload field: %w", ErrPayload)
+		}
+		return []byte(p), nil
+	default:
+		return nil, fmt.Errorf("content type %q is neither JSON nor a form: %w", mediaType, ErrPayload)
+	}
+}
+
+func githubPush(id string, e *github.PushEvent) (Event, error) {
+	ev := Event{
+		Kind:       EventPush,
+		DeliveryID: id,
+		Ref:        e.GetRef(),
+		Before:     e.GetBefore(),
+		After:      e.GetAfter(),
+		Deleted:    e.GetDeleted() || (e.After != nil && isZeroSHA(e.GetAfter())),
+	}
+	if ev.Ref == "" || (ev.After == "" && !ev.Deleted) {
+		return Event{}, fmt.Errorf("github push without ref or after: %w", ErrPayload)
+	}
+	changed := pathSet{}
+	for _, c := range e.Commits {
+		if c != nil {
+			changed.add(c.Added, c.Modified, c.Removed)
+		}
+	}
+	ev.Changed = changed.sorted()
+	// GitHub lists at most 20 commits; a forced push does not list what it dropped; a ref moved
+	// onto existing commits lists none. In each case what changed is not fully known.
+	ev.Truncated = len(e.Commits) >= githubCommitCap || e.GetForced() ||
+		(len(e.Commits) == 0 && !ev.Deleted && ev.Before != ev.After)
+	return ev, nil
+}
+
+// githubPRActions are the pull_request actions that put a new head in front of ferry.
+var githubPRActions = map[string]bool{"opened": true, "synchronize": true, "reopened": true}
+
+func githubPullRequest(id string, e *github.PullRequestEvent) (Event, error) {
+	action := e.GetAction()
+	if !githubPRActions[action] {
+		return Event{Kind: EventIgnored, DeliveryID: id, Ignored: fmt.Sprintf("pull request action %q brings no new commits", action)}, nil
+	}
+	pr := e.GetPullRequest()
+	n := e.GetNumber()
+	if n == 0 {
+		n = pr.GetNumber()
+	}
+	head, base := pr.GetHead(), pr.GetBase()
+	if n <= 0 || head.GetSHA() == "" || base.GetRef() == "" {
+		return Event{}, fmt.Errorf("github pull_request without number, head sha or base ref: %w", ErrPayload)
+	}
+	return Event{
+		Kind:       EventPullRequest,
+		DeliveryID: id,
+		PR: &PullRequest{
+			Number:     n,
+			Action:     action,
+			HeadSHA:    head.GetSHA(),
+			HeadRef:    "refs/pull/" + strconv.Itoa(n) + "/head",
+			BaseBranch: base.GetRef(),
+			BaseSHA:    base.GetSHA(),
+		},
+	}, nil
+}

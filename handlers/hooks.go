@@ -1,0 +1,345 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/ferrygitops/ferry/queue"
+)
+
+// Repo is one configured repository as the hooks handler needs it.
+type Repo struct {
+	// Name is the {repo} of POST /hooks/{repo}.
+	Name string
+	// Provider is the forge dialect the hook speaks: github, gitlab or gitea (Forgejo included).
+	Provider string
+	// Branch is the deployed branch: an exact name or a path.Match glob such as release-*.
+	// Pushes and pull requests aimed at other branches are acknowledged and ignored.
+	Branch string
+	// Secret is the webhook secret: the HMAC key (GitHub, Gitea), the secret token or the
+	// whsec_ signing token (GitLab). Empty means no delivery verifies: every hook gets 401.
+	Secret []byte
+	// Apps are the apps whose manifests live in this repository.
+	Apps []App
+}
+
+// App is one deployable directory of a repository as routing needs it.
+type App struct {
+	Name string
+	// Path is the app's directory in the repository, e.g. apps/api; a change under it is a
+	// change to the app. "" or "." is the whole repository.
+	Path string
+	// Include, when set, narrows which changed files under Path count: a file must match one
+	// of these globs (path.Match per segment, "**" for any depth), written from the repository root.
+	Include []string
+	// Exclude drops changed files that match any of these globs, e.g. apps/api/**/*.md.
+	Exclude []string
+	// DependsOn names apps, in this repository or another, whose sync must precede this one's.
+	// A push that changes one of them also syncs this app, after it.
+	DependsOn []string
+}
+
+// Enqueuer stores jobs durably; an error means nothing can be promised and the hook gets 503.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, jobs []queue.Job) error
+}
+
+// Notifier is told of stored jobs so that pending statuses go out early; it must not block.
+type Notifier interface {
+	Stored(jobs []queue.Job)
+}
+
+// HooksOptions are the optional collaborators of Hooks; zero values get working defaults.
+type HooksOptions struct {
+	// Logger receives one line per delivery. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock for signature timestamps and EnqueuedAt. Default: time.Now.
+	Now func() time.Time
+	// NewID names each job. Default: 128 random bits in hex.
+	NewID func() string
+}
+
+// providers maps Repo.Provider to its webhook dialect.
+var providers = map[string]provider{
+	"github": githubProvider{},
+	"gitlab": gitlabProvider{},
+	"gitea":  giteaProvider{},
+}
+
+// Hooks serves POST /hooks/{repo}: it verifies a delivery with the repository's secret before
+// reading it, turns it into jobs for the apps it touches, and answers 202 only once the jobs
+// are stored, so that a forge retries whatever ferry could not take on.
+type Hooks struct {
+	repos  map[string]hookRepo
+	graph  *graph
+	queue  Enqueuer
+	notify Notifier
+	log    *slog.Logger
+	now    func() time.Time
+	newID  func() string
+}
+
+type hookRepo struct {
+	Repo
+	provider provider
+}
+
+// NewHooks checks the repositories and apps once so that a configuration mistake (unknown
+// provider, malformed glob, dependsOn naming no app or forming a cycle) stops start-up instead
+// of silently dropping deploys. n may be nil.
+func NewHooks(repos []Repo, q Enqueuer, n Notifier, opts HooksOptions) (*Hooks, error) {
+	if q == nil {
+		return nil, errors.New("hooks need an enqueuer")
+	}
+	h := &Hooks{repos: map[string]hookRepo{}, queue: q, notify: n, log: opts.Logger, now: opts.Now, newID: opts.NewID}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.newID == nil {
+		h.newID = randomID
+	}
+	for _, r := range repos {
+		p, ok := providers[r.Provider]
+		switch {
+		case r.Name == "":
+			return nil, errors.New("a repo has no name")
+		case !ok:
+			return nil, fmt.Errorf("repo %s: provider %q is not github, gitlab or gitea", r.Name, r.Provider)
+		case r.Branch == "":
+			return nil, fmt.Errorf("repo %s: no branch", r.Name)
+		}
+		if _, dup := h.repos[r.Name]; dup {
+			return nil, fmt.Errorf("repo %s is configured twice", r.Name)
+		}
+		if _, err := path.Match(r.Branch, ""); err != nil {
+			return nil, fmt.Errorf("repo %s: branch pattern: %w", r.Name, err)
+		}
+		if r.Provider == "gitlab" && strings.HasPrefix(string(r.Secret), signingSecretPrefix) {
+			if _, err := signingKey(r.Secret); err != nil {
+				return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+			}
+		}
+		h.repos[r.Name] = hookRepo{Repo: r, provider: p}
+	}
+	g, err := newGraph(repos)
+	if err != nil {
+		return nil, err
+	}
+	h.graph = g
+	return h, nil
+}
+
+// ServeHTTP answers one delivery: 404 unknown repo, 413 oversize, 401 unverified, 400
+// unreadable, 200 ping or ignored (with the reason), 503 when jobs could not be stored and
+// 202 with the stored jobs.
+func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "repo")
+	log := h.log.With("repo", name)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "webhooks are POSTed"})
+		return
+	}
+	repo, ok := h.repos[name]
+	if !ok {
+		log.Info("webhook", "outcome", "unknown repo", "status", http.StatusNotFound)
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such repository"})
+		return
+	}
+	log = log.With("provider", repo.Provider)
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			log.Warn("webhook", "outcome", "body too large", "status", http.StatusRequestEntityTooLarge)
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)})
+			return
+		}
+		log.Warn("webhook", "outcome", "body unreadable", "status", http.StatusBadRequest, "err", err)
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body could not be read"})
+		return
+	}
+
+	if err := repo.provider.verify(r.Header, body, repo.Secret, h.now()); err != nil {
+		// err never holds the secret or the received signature (provider contract).
+		log.Warn("webhook", "outcome", "signature refused", "status", http.StatusUnauthorized, "err", err)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": ErrSignature.Error()})
+		return
+	}
+	ev, err := repo.provider.parse(r.Header, body)
+	if err != nil {
+		log.Warn("webhook", "outcome", "payload refused", "status", http.StatusBadRequest, "err", err)
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	if ev.DeliveryID == "" {
+		ev.DeliveryID = bodyDeliveryID(body)
+	}
+	log = log.With("event", string(ev.Kind), "delivery", ev.DeliveryID)
+
+	jobs, ignored, elsewhere := h.route(repo, ev)
+	if len(elsewhere) > 0 {
+		// Dependents in other repositories would need their own repository's head, which this
+		// delivery does not carry; the line says which apps are left for a resync.
+		log = log.With("dependents_not_synced", elsewhere)
+	}
+	switch {
+	case ev.Kind == EventPing:
+		log.Info("webhook", "outcome", "ping", "status", http.StatusOK)
+		writeJSON(w, http.StatusOK, map[string]string{"ping": "pong"})
+		return
+	case ignored != "":
+		log.Info("webhook", "outcome", "ignored", "status", http.StatusOK, "reason", ignored)
+		writeJSON(w, http.StatusOK, map[string]string{"ignored": ignored})
+		return
+	}
+
+	for _, j := range jobs {
+		if err := j.Validate(); err != nil {
+			log.Error("webhook", "outcome", "invalid job", "status", http.StatusInternalServerError, "app", j.App, "err", err)
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+			return
+		}
+	}
+	if err := h.queue.Enqueue(r.Context(), jobs); err != nil {
+		log.Error("webhook", "outcome", "enqueue failed", "status", http.StatusServiceUnavailable, "jobs", len(jobs), "err", err)
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "jobs could not be stored; redeliver later"})
+		return
+	}
+	apps := make([]string, len(jobs))
+	out := make([]jobView, len(jobs))
+	for i, j := range jobs {
+		apps[i] = j.App
+		out[i] = jobView{ID: j.ID, App: j.App, SHA: j.SHA}
+	}
+	log.Info("webhook", "outcome", "enqueued", "status", http.StatusAccepted, "apps", apps)
+	writeJSON(w, http.StatusAccepted, map[string][]jobView{"jobs": out})
+	if h.notify != nil {
+		h.notify.Stored(jobs)
+	}
+}
+
+// jobView is a stored job as the forge's delivery log shows it.
+type jobView struct {
+	ID  string `json:"id"`
+	App string `json:"app"`
+	SHA string `json:"sha"`
+}
+
+// route turns an event into jobs, or into the reason it needs none. It also names the
+// dependents of selected apps that live in other repositories and so get no job here.
+func (h *Hooks) route(repo hookRepo, ev Event) (jobs []queue.Job, ignored string, elsewhere []string) {
+	switch ev.Kind {
+	case EventPing:
+		return nil, "", nil
+	case EventIgnored:
+		return nil, ev.Ignored, nil
+	case EventPush:
+		return h.routePush(repo, ev)
+	case EventPullRequest:
+		jobs, ignored := h.routePullRequest(repo, ev)
+		return jobs, ignored, nil
+	default:
+		return nil, fmt.Sprintf("event kind %q is not acted on", ev.Kind), nil
+	}
+}
+
+func (h *Hooks) routePush(repo hookRepo, ev Event) ([]queue.Job, string, []string) {
+	branch, isBranch := strings.CutPrefix(ev.Ref, "refs/heads/")
+	switch {
+	case strings.HasPrefix(ev.Ref, "refs/tags/"):
+		return nil, fmt.Sprintf("tag push %s: ferry deploys branches, not tags", ev.Ref), nil
+	case !isBranch:
+		return nil, fmt.Sprintf("push to %s, which is not a branch", ev.Ref), nil
+	case !branchMatches(repo.Branch, branch):
+		return nil, fmt.Sprintf("push to branch %s, which does not match %s", branch, repo.Branch), nil
+	case ev.Deleted:
+		return nil, fmt.Sprintf("branch %s was deleted; nothing to deploy", branch), nil
+	}
+	before := ev.Before
+	if isZeroSHA(before) {
+		before = ""
+	}
+	sel := h.graph.forPush(repo.Name, ev.Changed, ev.Truncated || before == "")
+	if len(sel.apps) == 0 {
+		return nil, "no app's path changed", nil
+	}
+	now := h.now().UTC()
+	jobs := make([]queue.Job, len(sel.apps))
+	for i, n := range sel.apps {
+		jobs[i] = queue.Job{
+			ID: h.newID(), Kind: queue.KindDeploy, Trigger: queue.TriggerPush,
+			Repo: repo.Name, App: n.Name, Ref: ev.Ref, SHA: ev.After, Before: before,
+			DeliveryID: ev.DeliveryID, EnqueuedAt: now,
+		}
+	}
+	return jobs, "", sel.otherRepos
+}
+
+func (h *Hooks) routePullRequest(repo hookRepo, ev Event) ([]queue.Job, string) {
+	pr := ev.PR
+	if pr == nil {
+		return nil, "pull request event without a pull request"
+	}
+	if !branchMatches(repo.Branch, pr.BaseBranch) {
+		return nil, fmt.Sprintf("pull request #%d targets branch %s, which does not match %s", pr.Number, pr.BaseBranch, repo.Branch)
+	}
+	apps := h.graph.ofRepo(repo.Name)
+	if len(apps) == 0 {
+		return nil, "no app's path changed"
+	}
+	now := h.now().UTC()
+	jobs := make([]queue.Job, len(apps))
+	for i, n := range apps {
+		jobs[i] = queue.Job{
+			ID: h.newID(), Kind: queue.KindPreview, Trigger: queue.TriggerPR,
+			Repo: repo.Name, App: n.Name, Ref: pr.HeadRef, SHA: pr.HeadSHA,
+			DeliveryID: ev.DeliveryID, PR: pr.Number, BaseSHA: pr.BaseSHA, EnqueuedAt: now,
+		}
+	}
+	return jobs, ""
+}
+
+// branchMatches applies Repo.Branch, an exact name or a path.Match glob (validated by NewHooks).
+func branchMatches(pattern, branch string) bool {
+	ok, _ := path.Match(pattern, branch)
+	return ok
+}
+
+// bodyDeliveryID stands in for a delivery id the forge did not send. It is derived from the
+// signed body so that a redelivery of the same body still de-duplicates on the stream.
+func bodyDeliveryID(body []byte) string {
+	sum := sha256.Sum256(body)
+	return "body-sha256-" + hex.EncodeToString(sum[:16])
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+): it crashes the program instead
+	return hex.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

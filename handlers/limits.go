@@ -1,0 +1,25 @@
+package handlers
+
+import "time"
+
+// MaxBodyBytes bounds a webhook body. GitHub caps its payloads at 25 MiB and drops larger
+// deliveries, so nothing genuine is bigger; anything above is refused with 413 before it is
+// verified, keeping an unauthenticated sender from making ferry buffer arbitrary amounts.
+const MaxBodyBytes = 25 << 20
+
+// SignatureTolerance is how far a signed timestamp (GitLab signing tokens, Standard Webhooks)
+// may be from ferry's clock, either way. It bounds how long a captured delivery can be
+// replayed while allowing for clock skew and the forge's own retry delay.
+const SignatureTolerance = 5 * time.Minute
+
+// githubCommitCap is the most commits GitHub lists in a push payload. A push that lists this
+// many may have more, so its changed paths are incomplete.
+const githubCommitCap = 20
+
+// maxSignatures bounds how many space-separated signatures a webhook-signature header may
+// carry, so a forged header cannot make ferry compute an unbounded number of comparisons.
+const maxSignatures = 16
+
+// maxDeliveryIDBytes bounds a delivery id taken from a header: it becomes part of every job's
+// JetStream message id and of log lines, where an unbounded attacker-chosen string is unwelcome.
+const maxDeliveryIDBytes = 200

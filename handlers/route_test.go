@@ -1,0 +1,139 @@
+package handlers
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestMatchGlob(t *testing.T) {
+	tests := []struct {
+		glob, path string
+		want       bool
+	}{
+		{"apps/api/*.yaml", "apps/api/deploy.yaml", true},
+		{"apps/api/*.yaml", "apps/api/base/deploy.yaml", false},
+		{"apps/**/*.yaml", "apps/deploy.yaml", true},
+		{"apps/**/*.yaml", "apps/api/base/deploy.yaml", true},
+		{"apps/**/*.yaml", "apps/api/base/README.md", false},
+		{"**", "anything/at/all", true},
+		{"**/*.md", "README.md", true},
+		{"apps/api/**", "apps/api", true},
+		{"apps/api/**", "apps/apix/a", false},
+		{"./apps/*/kustomization.yaml", "apps/web/kustomization.yaml", true},
+		{"apps/**/**/x", "apps/x", true},
+		{"apps/[ab]pi/x", "apps/api/x", true},
+		{"apps/[ab]pi/x", "apps/cpi/x", false},
+	}
+	for _, tt := range tests {
+		if got := matchGlob(tt.glob, tt.path); got != tt.want {
+			t.Errorf("matchGlob(%q, %q) = %v, want %v", tt.glob, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestTouchedBy(t *testing.T) {
+	tests := []struct {
+		name    string
+		app     App
+		changed []string
+		want    bool
+	}{
+		{"under path", App{Path: "apps/api"}, []string{"apps/api/deploy.yaml"}, true},
+		{"sibling with same prefix", App{Path: "apps/api"}, []string{"apps/api-gateway/deploy.yaml"}, false},
+		{"path spelled with slashes", App{Path: "./apps/api/"}, []string{"apps/api/x.yaml"}, true},
+		{"root app", App{Path: "."}, []string{"README.md"}, true},
+		{"excluded", App{Path: "apps/api", Exclude: []string{"apps/api/**/*.md"}}, []string{"apps/api/docs/notes.md"}, false},
+		{"one of two excluded", App{Path: "apps/api", Exclude: []string{"**/*.md"}}, []string{"apps/api/a.md", "apps/api/b.yaml"}, true},
+		{"include narrows", App{Path: "apps/api", Include: []string{"apps/api/overlays/prod/**"}}, []string{"apps/api/overlays/dev/x.yaml"}, false},
+		{"include matches", App{Path: "apps/api", Include: []string{"apps/api/overlays/prod/**"}}, []string{"apps/api/overlays/prod/x.yaml"}, true},
+		{"include outside path does not widen", App{Path: "apps/api", Include: []string{"base/**"}}, []string{"base/x.yaml"}, false},
+		{"nothing changed", App{Path: "apps/api"}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &appNode{App: tt.app, dir: cleanDir(tt.app.Path)}
+			if got := n.touchedBy(tt.changed); got != tt.want {
+				t.Errorf("touchedBy(%q) = %v, want %v", tt.changed, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewHooksRefusesBadConfig(t *testing.T) {
+	q := &fakeQueue{}
+	ok := func() Repo {
+		return Repo{Name: "platform", Provider: "github", Branch: "main", Secret: githubSecret, Apps: []App{{Name: "a", Path: "a"}}}
+	}
+	tests := []struct {
+		name  string
+		repos func() []Repo
+		want  string
+	}{
+		{"unknown provider", func() []Repo { r := ok(); r.Provider = "bitbucket"; return []Repo{r} }, "provider"},
+		{"no branch", func() []Repo { r := ok(); r.Branch = ""; return []Repo{r} }, "no branch"},
+		{"bad branch glob", func() []Repo { r := ok(); r.Branch = "release-["; return []Repo{r} }, "branch pattern"},
+		{"duplicate repo", func() []Repo { return []Repo{ok(), ok()} }, "configured twice"},
+		{"duplicate app", func() []Repo {
+			r := ok()
+			r.Apps = append(r.Apps, App{Name: "a", Path: "b"})
+			return []Repo{r}
+		}, "app a is configured twice"},
+		{"unknown dependency", func() []Repo { r := ok(); r.Apps[0].DependsOn = []string{"ghost"}; return []Repo{r} }, "unknown app ghost"},
+		{"cycle", func() []Repo {
+			r := ok()
+			r.Apps = []App{{Name: "a", DependsOn: []string{"c"}}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c", DependsOn: []string{"b"}}, {Name: "d"}}
+			return []Repo{r}
+		}, "cycle among apps a, b, c"},
+		{"bad exclude glob", func() []Repo { r := ok(); r.Apps[0].Exclude = []string{"a/[x"}; return []Repo{r} }, "glob"},
+		{"gitlab signing secret not base64", func() []Repo {
+			r := ok()
+			r.Provider, r.Secret = "gitlab", []byte("whsec_not*base64")
+			return []Repo{r}
+		}, "not base64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewHooks(tt.repos(), q, nil, HooksOptions{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("NewHooks error = %v, want one mentioning %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "not*base64") {
+				t.Errorf("error %q contains the secret", err)
+			}
+		})
+	}
+	if _, err := NewHooks([]Repo{ok()}, nil, nil, HooksOptions{}); err == nil {
+		t.Error("NewHooks accepted a nil enqueuer")
+	}
+}
+
+// TestDependencyOrder checks that jobs come out with every app after those it depends on,
+// whatever order the configuration lists them in.
+func TestDependencyOrder(t *testing.T) {
+	g, err := newGraph([]Repo{{Name: "r", Apps: []App{
+		{Name: "web", Path: "web", DependsOn: []string{"api"}},
+		{Name: "api", Path: "api", DependsOn: []string{"db", "cache"}},
+		{Name: "cache", Path: "cache"},
+		{Name: "db", Path: "db"},
+		{Name: "cron", Path: "cron", DependsOn: []string{"db"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range g.forPush("r", []string{"db/x.yaml"}, false).apps {
+		got = append(got, n.Name)
+	}
+	if diff := cmp.Diff([]string{"db", "api", "web", "cron"}, got); diff != "" {
+		t.Errorf("apps selected by a db change (-want +got):\n%s", diff)
+	}
+	got = nil
+	for _, n := range g.ofRepo("r") {
+		got = append(got, n.Name)
+	}
+	if diff := cmp.Diff([]string{"cache", "db", "api", "web", "cron"}, got); diff != "" {
+		t.Errorf("all apps (-want +got):\n%s", diff)
+	}
+}
