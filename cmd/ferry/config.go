@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/ferrygitops/ferry/queue"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is ferry.yaml: the repositories ferry listens to and the apps it applies from them.
+type Config struct {
+	// ExternalURL is where people reach ferry; commit statuses link to pages under it.
+	ExternalURL string `json:"externalURL"`
+	// Workers is how many syncs this replica runs at once (default 4).
+	Workers int `json:"workers,omitempty"`
+	// InventoryNamespace holds the apps' inventories in the cluster (default ferry-system).
+	InventoryNamespace string      `json:"inventoryNamespace,omitempty"`
+	Repos              []RepoConf  `json:"repos"`
+	Apps               []AppConf   `json:"apps"`
+	APITokens          []SecretRef `json:"apiTokens,omitempty"`
+}
+
+// RepoConf is one Git repository and the forge it lives on.
+type RepoConf struct {
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	Provider string `json:"provider"`
+	// Branch is the branch deploys follow: an exact name or a glob such as release-*.
+	Branch        string     `json:"branch,omitempty"`
+	WebhookSecret *SecretRef `json:"webhookSecret"`
+	// Token authenticates clones and commit statuses; optional for public repositories
+	// (then no statuses are posted).
+	Token *SecretRef `json:"token,omitempty"`
+	// APIURL points at GitHub Enterprise, a self-hosted GitLab or a Gitea instance.
+	APIURL string `json:"apiURL,omitempty"`
+	// Interval is how often the branch head is polled in case a webhook was lost (default 5m).
+	Interval Duration `json:"interval,omitempty"`
+}
+
+// AppConf is a path in a repository that ferry keeps applied.
+type AppConf struct {
+	Name      string   `json:"name"`
+	Repo      string   `json:"repo"`
+	Path      string   `json:"path"`
+	Namespace string   `json:"namespace,omitempty"`
+	Prune     bool     `json:"prune,omitempty"`
+	DependsOn []string `json:"dependsOn,omitempty"`
+	// Timeout bounds the wait for the app's objects to become healthy (default 5m).
+	Timeout Duration `json:"timeout,omitempty"`
+	// Include and Exclude are globs over repository paths that refine which pushes touch the app.
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	// SelfHeal re-applies the app's current commit every interval of its repository, putting
+	// back objects changed by hand in the cluster.
+	SelfHeal bool `json:"selfHeal,omitempty"`
+}
+
+// SecretRef names where a secret is: an environment variable or a file. Secrets are never
+// written in the config itself.
+type SecretRef struct {
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
+}
+
+// Duration is a time.Duration written as "5m" in YAML.
+type Duration time.Duration
+
+// UnmarshalJSON reads "5m", "90s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"5m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// providers are the forges ferry speaks to.
+var providers = map[string]bool{"github": true, "gitlab": true, "gitea": true}
+
+// LoadConfig reads and validates the config file. Secrets are resolved with getenv and the
+// file system; a missing one is an error naming its repo and field, never its value.
+func LoadConfig(file string, getenv func(string) string) (*Config, *Secrets, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(data, getenv)
+}
+
+// Secrets are the resolved secrets, kept apart from Config so that Config can be printed.
+type Secrets struct {
+	WebhookSecrets map[string][]byte
+	Tokens         map[string]string
+	APITokens      [][]byte
+}
+
+// ParseConfig validates a config document; see LoadConfig.
+func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	sec := &Secrets{WebhookSecrets: map[string][]byte{}, Tokens: map[string]string{}}
+	var errs []error
+	for _, r := range c.Repos {
+		v, err := r.WebhookSecret.resolve(getenv)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("repo %s: webhookSecret: %w", r.Name, err))
+		}
+		sec.WebhookSecrets[r.Name] = v
+		if r.Token != nil {
+			v, err := r.Token.resolve(getenv)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("repo %s: token: %w", r.Name, err))
+			}
+			sec.Tokens[r.Name] = strings.TrimSpace(string(v))
+		}
+	}
+	for i, ref := range c.APITokens {
+		v, err := ref.resolve(getenv)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apiTokens[%d]: %w", i, err))
+		}
+		sec.APITokens = append(sec.APITokens, v)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, sec, nil
+}
+
+func (s *SecretRef) resolve(getenv func(string) string) ([]byte, error) {
+	switch {
+	case s == nil:
+		return nil, errors.New("is required (env or file)")
+	case s.Env != "" && s.File != "":
+		return nil, errors.New("names both env and file; give one")
+	case s.Env != "":
+		v := getenv(s.Env)
+		if v == "" {
+			return nil, fmt.Errorf("environment variable %s is not set or empty", s.Env)
+		}
+		return []byte(v), nil
+	case s.File != "":
+		v, err := os.ReadFile(s.File)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read file %s: %w", s.File, errors.Unwrap(err))
+		}
+		v = bytes.TrimRight(v, "\r\n")
+		if len(v) == 0 {
+			return nil, fmt.Errorf("file %s is empty", s.File)
+		}
+		return v, nil
+	}
+	return nil, errors.New("names neither env nor file")
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.ExternalURL == "" {
+		bad("externalURL is required (commit statuses link to it)")
+	} else if u, err := url.Parse(c.ExternalURL); err != nil || u.Scheme == "" || u.Host == "" {
+		bad("externalURL %q is not an absolute URL", c.ExternalURL)
+	}
+	if c.Workers < 0 {
+		bad("workers must not be negative")
+	}
+	if len(c.Repos) == 0 {
+		bad("repos: at least one repository is required")
+	}
+	repos := map[string]bool{}
+	for i, r := range c.Repos {
+		where := fmt.Sprintf("repos[%d]", i)
+		if r.Name != "" {
+			where = "repo " + r.Name
+		}
+		switch {
+		case r.Name == "":
+			bad("%s: name is required", where)
+		case !queue.ValidName(r.Name):
+			bad("%s: name must be lowercase letters, digits, - and _", where)
+		case repos[r.Name]:
+			bad("%s: duplicate repo name", where)
+		}
+		repos[r.Name] = true
+		if r.URL == "" {
+			bad("%s: url is required", where)
+		} else if strings.Contains(r.URL, "@") && strings.Contains(r.URL, "://") {
+			if u, err := url.Parse(r.URL); err == nil && u.User != nil {
+				bad("%s: url must not carry credentials; use token", where)
+			}
+		}
+		if !providers[r.Provider] {
+			bad("%s: provider %q is not supported (github, gitlab or gitea)", where, r.Provider)
+		}
+		if r.Branch == "" {
+			c.Repos[i].Branch = "main"
+		} else if _, err := path.Match(r.Branch, ""); err != nil {
+			bad("%s: branch %q is not a valid glob", where, r.Branch)
+		}
+		if r.WebhookSecret == nil {
+			bad("%s: webhookSecret is required", where)
+		}
+		if r.Interval == 0 {
+			c.Repos[i].Interval = Duration(5 * time.Minute)
+		}
+	}
+	apps := map[string]int{}
+	for i, a := range c.Apps {
+		where := fmt.Sprintf("apps[%d]", i)
+		if a.Name != "" {
+			where = "app " + a.Name
+		}
+		switch {
+		case a.Name == "":
+			bad("%s: name is required", where)
+		case !queue.ValidName(a.Name):
+			bad("%s: name must be lowercase letters, digits, - and _", where)
+		case apps[a.Name] > 0:
+			bad("%s: duplicate app name", where)
+		}
+		apps[a.Name] = i + 1
+		if a.Repo == "" {
+			bad("%s: repo is required", where)
+		} else if !repos[a.Repo] {
+			bad("%s: repo %q is not configured", where, a.Repo)
+		}
+		clean := path.Clean(strings.TrimPrefix(a.Path, "/"))
+		if a.Path == "" || clean == ".." || strings.HasPrefix(clean, "../") {
+			bad("%s: path %q must be a directory inside the repository", where, a.Path)
+		}
+		c.Apps[i].Path = clean
+		for _, g := range append(append([]string{}, a.Include...), a.Exclude...) {
+			if _, err := path.Match(g, ""); err != nil {
+				bad("%s: glob %q is not valid", where, g)
+			}
+		}
+		if a.Timeout == 0 {
+			c.Apps[i].Timeout = Duration(5 * time.Minute)
+		}
+	}
+	for _, a := range c.Apps {
+		for _, d := range a.DependsOn {
+			if apps[d] == 0 {
+				bad("app %s: dependsOn names unknown app %q", a.Name, d)
+			} else if d == a.Name {
+				bad("app %s: depends on itself", a.Name)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		if cycle := findCycle(c.Apps); cycle != nil {
+			bad("apps: dependsOn has a cycle: %s", strings.Join(cycle, " → "))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// findCycle returns one dependency cycle among apps, or nil.
+func findCycle(apps []AppConf) []string {
+	deps := map[string][]string{}
+	for _, a := range apps {
+		deps[a.Name] = a.DependsOn
+	}
+	const (
+		unseen = iota
+		open
+		done
+	)
+	mark := map[string]int{}
+	var stack []string
+	var visit func(string) []string
+	visit = func(n string) []string {
+		mark[n] = open
+		stack = append(stack, n)
+		for _, d := range deps[n] {
+			switch mark[d] {
+			case open:
+				for i, s := range stack {
+					if s == d {
+						return append(append([]string{}, stack[i:]...), d)
+					}
+				}
+			case unseen:
+				if c := visit(d); c != nil {
+					return c
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		mark[n] = done
+		return nil
+	}
+	for _, a := range apps {
+		if mark[a.Name] == unseen {
+			if c := visit(a.Name); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferrygitops/ferry/handlers"
+	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/server"
+	"github.com/ferrygitops/ferry/syncer"
+	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/ferrygitops/ferry/syncer/status"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const (
+	// shutdownHTTP bounds how long in-flight requests may take once SIGTERM arrived.
+	shutdownHTTP = 10 * time.Second
+	// shutdownGrace is how long running syncs may finish after SIGTERM before they are cut
+	// short and handed back to the stream for another replica.
+	shutdownGrace = 60 * time.Second
+)
+
+// serve runs ferry until ctx is cancelled, then shuts down in order: stop accepting hooks, stop
+// taking jobs, let running syncs finish, close NATS.
+func serve(ctx context.Context, o serveOptions, getenv func(string) string, stderr io.Writer) error {
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, sec, err := LoadConfig(o.Config, getenv)
+	if err != nil {
+		return err
+	}
+	workers := cfg.Workers
+	if o.Workers > 0 {
+		workers = o.Workers
+	}
+	if workers == 0 {
+		workers = 4
+	}
+
+	nc, closeNATS, err := connectNATS(o, log)
+	if err != nil {
+		return err
+	}
+	defer closeNATS()
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelSetup()
+	q, err := queue.New(setupCtx, nc, queue.Options{Replicas: o.NATSReplicas})
+	if err != nil {
+		return err
+	}
+	records, err := queue.NewRecords(setupCtx, q.JetStream(), o.NATSReplicas)
+	if err != nil {
+		return err
+	}
+
+	kube, err := kubeConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	applyOpts := apply.DefaultOptions()
+	applyOpts.Logger = log.With("part", "apply")
+	if cfg.InventoryNamespace != "" {
+		applyOpts.InventoryNamespace = cfg.InventoryNamespace
+	}
+	engine, err := apply.New(kube, applyOpts)
+	if err != nil {
+		return err
+	}
+	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), Logger: log.With("part", "git")})
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	repos, err := syncerRepos(cfg, sec, log)
+	if err != nil {
+		return err
+	}
+	sopts := syncer.DefaultOptions()
+	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
+	s, err := syncer.New(repos, syncerApps(cfg), cache, engine, records, q, syncer.NewMetrics(reg), sopts)
+	if err != nil {
+		return err
+	}
+	enq := &enqueuer{q: q, notify: s}
+	hooks, err := handlers.NewHooks(hookRepos(cfg, sec), enq, nil, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	resync, err := handlers.NewResync(resyncApps(cfg), sec.APITokens, cache, enq, handlers.ResyncOptions{
+		Logger: log.With("part", "api"), NewID: queue.NewID, URL: s.SyncURL, Repos: sourceRepos(repos),
+	})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	clientset, err := kubernetes.NewForConfig(kube)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	srv := server.New(server.Config{
+		Hooks: hooks, Resync: resync, Records: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
+		Ready: []server.Check{
+			{Name: "nats", Run: q.Ping},
+			{Name: "kubernetes", Run: func(ctx context.Context) error {
+				return clientset.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+			}},
+		},
+	})
+	l, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("ferry serving", "version", buildVersion(), "listen", l.Addr().String(), "repos", len(cfg.Repos), "apps", len(cfg.Apps), "workers", workers, "nats", natsMode(o))
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := srv.Serve(l); err != nil {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	})
+	work, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	wg.Go(func() { s.RunNotifier(work) })
+	copts := queue.DefaultConsumeOptions()
+	copts.Workers, copts.Grace, copts.Logger = workers, shutdownGrace, log.With("part", "queue")
+	var consumeDone sync.WaitGroup
+	consumeDone.Go(func() {
+		if err := q.Consume(work, appNames(cfg), s.Handle, copts); err != nil {
+			errc <- fmt.Errorf("workers: %w", err)
+		}
+	})
+
+	poller := s.NewPoller(cache, enq, syncer.PollOptions{Interval: pollIntervals(cfg), SelfHeal: selfHeal(cfg), Logger: log.With("part", "poll")})
+	wg.Go(func() { poller.Run(work) })
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: no new hooks, finishing running syncs")
+	case err = <-errc:
+		log.Error("stopping", "err", err)
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownHTTP)
+	defer cancel()
+	if herr := srv.Shutdown(hctx); herr != nil {
+		log.Warn("http shutdown", "err", herr)
+	}
+	stopWork()
+	consumeDone.Wait()
+	wg.Wait()
+	log.Info("ferry stopped")
+	return err
+}
+
+// enqueuer stores jobs and tells the syncer of those that are new, so that a redelivered hook
+// makes neither a second job nor a second pending status.
+type enqueuer struct {
+	q      *queue.Queue
+	notify interface{ Stored([]queue.Job) }
+}
+
+func (e *enqueuer) Enqueue(ctx context.Context, jobs []queue.Job) error {
+	stored, err := e.q.Enqueue(ctx, jobs)
+	if err != nil {
+		return err
+	}
+	if len(stored) > 0 {
+		e.notify.Stored(stored)
+	}
+	return nil
+}
+
+func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, func(), error) {
+	if o.NATSURL != "" {
+		nc, err := queue.Dial(o.NATSURL, "ferry-"+o.Worker, log.With("part", "nats"))
+		if err != nil {
+			return nil, nil, err
+		}
+		return nc, func() { _ = nc.Drain() }, nil
+	}
+	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: filepath.Join(o.DataDir, "nats"), Logger: log.With("part", "nats")})
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := emb.Connect("ferry-" + o.Worker)
+	if err != nil {
+		emb.Shutdown()
+		return nil, nil, err
+	}
+	return nc, func() { nc.Close(); emb.Shutdown() }, nil
+}
+
+func natsMode(o serveOptions) string {
+	if o.NATSURL == "" {
+		return "embedded"
+	}
+	return "external"
+}
+
+func kubeConfig(kubeconfig string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	cfg.UserAgent = "ferry/" + buildVersion()
+	return cfg, nil
+}
+
+func newLogger(o serveOptions, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", o.LogLevel, err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(o.LogFormat) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	}
+	return nil, errors.New("log format must be text or json")
+}
+
+// forgeClient is the HTTP client status reporters share: bounded, so a slow forge cannot hold
+// a worker.
+var forgeClient = &http.Client{Timeout: 30 * time.Second}
+
+func reporter(r RepoConf, token string, log *slog.Logger) (status.Reporter, error) {
+	if token == "" {
+		log.Warn("no token for repo: commit statuses will not be posted", "repo", r.Name)
+		return nil, nil
+	}
+	owner, name, err := status.ParseRepoURL(r.URL)
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: url: %w", r.Name, err)
+	}
+	var rep status.Reporter
+	switch r.Provider {
+	case "github":
+		rep, err = status.NewGitHub(forgeClient, r.APIURL, token, owner, name)
+	case "gitlab":
+		rep, err = status.NewGitLab(forgeClient, r.APIURL, token, owner+"/"+name)
+	case "gitea":
+		api := r.APIURL
+		if api == "" {
+			// Gitea has no public default host: its API lives on the clone URL's host.
+			if u, perr := url.Parse(r.URL); perr == nil && u.Scheme != "" && u.Host != "" {
+				api = u.Scheme + "://" + u.Host
+			}
+		}
+		rep, err = status.NewGitea(forgeClient, api, token, owner, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+	}
+	ropts := status.DefaultRetryOptions()
+	ropts.Logger = log.With("repo", r.Name)
+	return status.Dedup(status.Retry(rep, ropts)), nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/ferrygitops/ferry/handlers"
+	"github.com/ferrygitops/ferry/server"
+	"github.com/ferrygitops/ferry/syncer"
+	"github.com/ferrygitops/ferry/syncer/source"
+)
+
+// The functions below translate the config into each package's own view of it; main is the
+// only place that knows them all.
+
+func syncerRepos(cfg *Config, sec *Secrets, log *slog.Logger) ([]syncer.Repo, error) {
+	var out []syncer.Repo
+	for _, r := range cfg.Repos {
+		rep, err := reporter(r, sec.Tokens[r.Name], log)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, syncer.Repo{
+			Name:     r.Name,
+			Source:   source.Repo{Name: r.Name, URL: r.URL, Token: sec.Tokens[r.Name], Provider: r.Provider},
+			Branch:   r.Branch,
+			Reporter: rep,
+		})
+	}
+	return out, nil
+}
+
+func sourceRepos(repos []syncer.Repo) map[string]source.Repo {
+	out := map[string]source.Repo{}
+	for _, r := range repos {
+		out[r.Name] = r.Source
+	}
+	return out
+}
+
+func syncerApps(cfg *Config) []syncer.App {
+	var out []syncer.App
+	for _, a := range cfg.Apps {
+		out = append(out, syncer.App{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Prune: a.Prune,
+			Timeout: time.Duration(a.Timeout), DependsOn: a.DependsOn})
+	}
+	return out
+}
+
+func hookRepos(cfg *Config, sec *Secrets) []handlers.Repo {
+	var out []handlers.Repo
+	for _, r := range cfg.Repos {
+		hr := handlers.Repo{Name: r.Name, Provider: r.Provider, Branch: r.Branch, Secret: sec.WebhookSecrets[r.Name]}
+		for _, a := range cfg.Apps {
+			if a.Repo == r.Name {
+				hr.Apps = append(hr.Apps, handlers.App{Name: a.Name, Path: a.Path, Include: a.Include, Exclude: a.Exclude, DependsOn: a.DependsOn})
+			}
+		}
+		out = append(out, hr)
+	}
+	return out
+}
+
+func resyncApps(cfg *Config) []handlers.ResyncApp {
+	branch := map[string]string{}
+	for _, r := range cfg.Repos {
+		branch[r.Name] = r.Branch
+	}
+	var out []handlers.ResyncApp
+	for _, a := range cfg.Apps {
+		out = append(out, handlers.ResyncApp{Name: a.Name, Repo: a.Repo, Branch: branch[a.Repo]})
+	}
+	return out
+}
+
+func appInfos(cfg *Config) []server.AppInfo {
+	branch := map[string]string{}
+	for _, r := range cfg.Repos {
+		branch[r.Name] = r.Branch
+	}
+	var out []server.AppInfo
+	for _, a := range cfg.Apps {
+		out = append(out, server.AppInfo{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Branch: branch[a.Repo], Prune: a.Prune, DependsOn: a.DependsOn})
+	}
+	return out
+}
+
+func appNames(cfg *Config) []string {
+	var out []string
+	for _, a := range cfg.Apps {
+		out = append(out, a.Name)
+	}
+	return out
+}
+
+func pollIntervals(cfg *Config) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, r := range cfg.Repos {
+		out[r.Name] = time.Duration(r.Interval)
+	}
+	return out
+}
+
+func selfHeal(cfg *Config) map[string]bool {
+	out := map[string]bool{}
+	for _, a := range cfg.Apps {
+		out[a.Name] = a.SelfHeal
+	}
+	return out
+}

@@ -1,0 +1,194 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/go-chi/chi/v5"
+)
+
+// MaxResyncBody bounds the JSON body of a manual resync request.
+const MaxResyncBody = 4 << 10
+
+// shaPattern is a full commit id, which a resync may name directly.
+var shaPattern = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// ResyncApp is an app as the resync API needs it.
+type ResyncApp struct {
+	Name, Repo string
+	// Branch is followed when the request names no revision.
+	Branch string
+}
+
+// HeadResolver finds what a branch or tag points at on the remote, cheaply.
+type HeadResolver interface {
+	Head(ctx context.Context, repo source.Repo, ref string) (string, error)
+}
+
+// ResyncOptions are the resync API's collaborators.
+type ResyncOptions struct {
+	Logger *slog.Logger
+	NewID  func() string
+	// URL is the page of a sync, returned to the caller.
+	URL func(id string) string
+	// Repos is the Git side of each repository, by name, for resolving heads.
+	Repos map[string]source.Repo
+	Now   func() time.Time
+}
+
+// Resync serves POST /api/v1/apps/{app}/sync: a manual resync of one app at its branch head or
+// a given revision, always run (never skipped as already applied).
+type Resync struct {
+	apps    map[string]ResyncApp
+	tokens  [][]byte
+	resolve HeadResolver
+	queue   Enqueuer
+	opts    ResyncOptions
+}
+
+// NewResync builds the handler. With no API token configured every request is refused: an
+// empty token list never means "open".
+func NewResync(apps []ResyncApp, tokens [][]byte, resolve HeadResolver, q Enqueuer, opts ResyncOptions) (*Resync, error) {
+	if q == nil || resolve == nil {
+		return nil, errors.New("resync needs an enqueuer and a head resolver")
+	}
+	r := &Resync{apps: map[string]ResyncApp{}, resolve: resolve, queue: q, opts: opts}
+	for _, t := range tokens {
+		if len(t) > 0 {
+			r.tokens = append(r.tokens, t)
+		}
+	}
+	for _, a := range apps {
+		r.apps[a.Name] = a
+	}
+	if r.opts.Logger == nil {
+		r.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r.opts.NewID == nil {
+		r.opts.NewID = randomID
+	}
+	if r.opts.URL == nil {
+		r.opts.URL = func(id string) string { return "/syncs/" + id }
+	}
+	if r.opts.Now == nil {
+		r.opts.Now = time.Now
+	}
+	return r, nil
+}
+
+// authorized compares the bearer token with every configured one in constant time.
+func (r *Resync) authorized(req *http.Request) bool {
+	h := req.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return false
+	}
+	match := 0
+	for _, want := range r.tokens {
+		match |= subtle.ConstantTimeCompare([]byte(tok), want)
+	}
+	return match == 1
+}
+
+type resyncRequest struct {
+	Revision string `json:"revision"`
+}
+
+type resyncResponse struct {
+	ID  string `json:"id"`
+	App string `json:"app"`
+	SHA string `json:"sha"`
+	URL string `json:"url"`
+}
+
+// ServeHTTP answers 401 without a valid token, 404 for an unknown app, 400 for a bad body or
+// revision, 502 when the revision cannot be resolved on the Git host, 503 when the job
+// cannot be stored, and 202 with the sync's id and page otherwise.
+func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !r.authorized(req) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a valid bearer token is required"})
+		return
+	}
+	name := chi.URLParam(req, "app")
+	app, ok := r.apps[name]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no app named %q", truncateName(name))})
+		return
+	}
+	var body resyncRequest
+	data, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxResyncBody))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body is too large"})
+		return
+	}
+	if len(strings.TrimSpace(string(data))) > 0 {
+		if err := json.Unmarshal(data, &body); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be JSON like {\"revision\": \"<sha or branch>\"}"})
+			return
+		}
+	}
+	sha, ref, status, err := r.revision(req.Context(), app, strings.TrimSpace(body.Revision))
+	if err != nil {
+		writeJSON(w, status, map[string]string{"error": err.Error()})
+		return
+	}
+	job := queue.Job{ID: r.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerManual, Repo: app.Repo, App: app.Name,
+		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC()}
+	if err := r.queue.Enqueue(req.Context(), []queue.Job{job}); err != nil {
+		r.opts.Logger.Warn("resync not stored", "app", app.Name, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the job could not be stored; try again"})
+		return
+	}
+	r.opts.Logger.Info("resync queued", "app", app.Name, "sha", sha, "sync", job.ID)
+	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: sha, URL: r.opts.URL(job.ID)})
+}
+
+// revision resolves what to sync: a full sha as given, else a branch or tag name (default the
+// app's branch) resolved on the remote.
+func (r *Resync) revision(ctx context.Context, app ResyncApp, rev string) (sha, ref string, status int, err error) {
+	if shaPattern.MatchString(rev) {
+		return rev, "refs/heads/" + app.Branch, 0, nil
+	}
+	if rev == "" {
+		rev = app.Branch
+		if strings.ContainsAny(rev, "*?[") {
+			return "", "", http.StatusBadRequest, fmt.Errorf("app %s follows the branch pattern %q: name a revision", app.Name, rev)
+		}
+	}
+	if len(rev) > 255 || strings.ContainsAny(rev, " ~^:\\") || strings.Contains(rev, "..") {
+		return "", "", http.StatusBadRequest, errors.New("revision must be a full commit sha or a branch or tag name")
+	}
+	repo, ok := r.opts.Repos[app.Repo]
+	if !ok {
+		return "", "", http.StatusInternalServerError, fmt.Errorf("repo %s of app %s has no source", app.Repo, app.Name)
+	}
+	sha, err = r.resolve.Head(ctx, repo, rev)
+	if err != nil {
+		r.opts.Logger.Warn("resync: cannot resolve revision", "app", app.Name, "revision", rev, "err", err)
+		return "", "", http.StatusBadGateway, fmt.Errorf("cannot resolve %q on repo %s", rev, app.Repo)
+	}
+	ref = rev
+	if !strings.HasPrefix(ref, "refs/") {
+		ref = "refs/heads/" + rev
+	}
+	return sha, ref, 0, nil
+}
+
+func truncateName(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,245 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/render"
+	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/ferrygitops/ferry/syncer/status"
+)
+
+// dependencyPoll is how soon a job waiting for its dependencies is looked at again.
+const dependencyPoll = 2 * time.Second
+
+// deploy applies one app at one commit and reports on it.
+func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Repo, job queue.Job, d queue.Delivery, rec queue.Record) error {
+	if done, err := s.supersede(ctx, log, app, repo, job, rec); done || err != nil {
+		return err
+	}
+	if wait, err := s.dependencies(ctx, app); err != nil {
+		if errors.Is(err, errDependencyFailed) {
+			return s.fail(ctx, log, repo, job, rec, &queue.RecordError{Stage: "dependencies", Message: err.Error()}, err)
+		}
+		return s.retryOrFail(ctx, log, repo, job, d, rec, "dependencies", err)
+	} else if wait != "" {
+		if s.opts.Now().Sub(job.EnqueuedAt) > s.opts.DependencyWait || d.Last {
+			err := fmt.Errorf("dependency %s did not finish within %s", wait, s.opts.DependencyWait)
+			return s.fail(ctx, log, repo, job, rec, &queue.RecordError{Stage: "dependencies", Message: err.Error()}, err)
+		}
+		s.report(ctx, log, repo, job, status.Pending, "waiting for dependency "+wait)
+		return queue.Retry(fmt.Errorf("waiting for dependency %s", wait), dependencyPoll)
+	}
+
+	start := s.opts.Now()
+	rec.State = queue.StateRunning
+	rec.StartedAt = &start
+	rec.Worker = s.opts.Worker
+	rec.Error = nil
+	s.put(ctx, log, rec)
+	s.report(ctx, log, repo, job, status.Pending, "syncing "+short(job.SHA))
+
+	objs, phases, err := s.load(ctx, app, repo, job)
+	if err != nil {
+		if errors.Is(err, source.ErrCommitNotFound) && s.opts.Now().Sub(job.EnqueuedAt) < s.opts.CommitWait && !d.Last {
+			log.Info("commit not served yet, waiting for it", "err", err)
+			return queue.Retry(err, 2*time.Second)
+		}
+		return s.retryOrFail(ctx, log, repo, job, d, rec, stageOf(err, "fetch"), err)
+	}
+	rec.Phases = phases
+
+	timeout := app.Timeout
+	if timeout <= 0 {
+		timeout = s.opts.DefaultTimeout
+	}
+	res, err := s.apply.Sync(ctx, apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: timeout}, job.SHA, objs)
+	if res != nil {
+		fillResult(&rec, res)
+	}
+	if err != nil {
+		return s.retryOrFail(ctx, log, repo, job, d, rec, "apply", err)
+	}
+	took := s.opts.Now().Sub(start)
+	desc := fmt.Sprintf("applied %d objects in %s", len(objs), took.Round(100*time.Millisecond))
+	if n := rec.Counts["pruned"]; n > 0 {
+		desc += fmt.Sprintf(", pruned %d", n)
+	}
+	return s.succeed(ctx, log, repo, job, rec, desc)
+}
+
+// load fetches the commit and renders the app's path.
+func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) ([]render.Object, map[string]int64, error) {
+	phases := map[string]int64{}
+	t := s.opts.Now()
+	refs := []string{job.Ref}
+	if job.Ref == "" {
+		refs = nil
+	}
+	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, refs...); err != nil {
+		return nil, phases, &stageError{stage: "fetch", err: err}
+	}
+	files, err := s.fetch.Files(ctx, repo.Source, job.SHA, app.Path)
+	if err != nil {
+		return nil, phases, &stageError{stage: "fetch", err: err}
+	}
+	phases["fetch"] = s.opts.Now().Sub(t).Milliseconds()
+	t = s.opts.Now()
+	objs, err := render.Render(files, app.Path, render.Options{})
+	if err != nil {
+		return nil, phases, &stageError{stage: "render", err: err}
+	}
+	phases["render"] = s.opts.Now().Sub(t).Milliseconds()
+	return objs, phases, nil
+}
+
+// dependencies returns the name of an app this one must still wait for, or errDependencyFailed
+// when one of them ended in failure at its latest commit.
+func (s *Syncer) dependencies(ctx context.Context, app App) (string, error) {
+	for _, dep := range app.DependsOn {
+		n, err := s.backlog.Backlog(ctx, queue.KindDeploy, dep)
+		if err != nil {
+			return "", err
+		}
+		if n > 0 {
+			return dep, nil
+		}
+		st, ok, err := s.store.AppState(ctx, dep)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			// Never synced and nothing queued: it must be synced first (recovery enqueues it).
+			return dep, nil
+		}
+		if st.State == queue.StateFailed {
+			return "", fmt.Errorf("dependency %s failed: %w", dep, errDependencyFailed)
+		}
+	}
+	return "", nil
+}
+
+// supersede skips a job when the app already went past its commit or a newer one is queued.
+func (s *Syncer) supersede(ctx context.Context, log *slog.Logger, app App, repo Repo, job queue.Job, rec queue.Record) (bool, error) {
+	if job.Trigger == queue.TriggerManual {
+		return false, nil
+	}
+	newer := ""
+	if j, ok, err := s.backlog.Newest(ctx, queue.KindDeploy, app.Name); err == nil && ok && j.SHA != job.SHA && j.EnqueuedAt.After(job.EnqueuedAt) {
+		newer = j.SHA
+	} else if st, ok, err := s.store.AppState(ctx, app.Name); err == nil && ok && st.AppliedSHA != "" && st.AppliedSHA != job.SHA {
+		// An out-of-order delivery: the app already runs a commit that contains this one.
+		if in, err := s.fetchAncestor(ctx, repo, job.SHA, st.AppliedSHA); err == nil && in {
+			newer = st.AppliedSHA
+		}
+	}
+	if newer == "" {
+		return false, nil
+	}
+	contained, err := s.fetchAncestor(ctx, repo, job.SHA, newer)
+	if err != nil {
+		log.Info("cannot tell whether the newer commit contains this one", "err", err)
+	}
+	state, desc := status.Canceled, "superseded by "+short(newer)
+	if contained {
+		state, desc = status.Skipped, "included in "+short(newer)
+	}
+	now := s.opts.Now()
+	rec.State, rec.Message, rec.FinishedAt = queue.StateSkipped, desc, &now
+	s.put(ctx, log, rec)
+	s.report(ctx, log, repo, job, state, desc)
+	s.metrics.finished(job, queue.StateSkipped, 0)
+	log.Info("sync skipped", "reason", desc)
+	return true, nil
+}
+
+func (s *Syncer) fetchAncestor(ctx context.Context, repo Repo, a, b string) (bool, error) {
+	if err := s.fetch.Fetch(ctx, repo.Source, b); err != nil {
+		return false, err
+	}
+	if err := s.fetch.Fetch(ctx, repo.Source, a); err != nil {
+		return false, err
+	}
+	return s.fetch.IsAncestor(ctx, repo.Source, a, b)
+}
+
+// retryOrFail retries transient errors within their budget and fails the sync otherwise.
+func (s *Syncer) retryOrFail(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, d queue.Delivery, rec queue.Record, stage string, err error) error {
+	if transient(err) && !d.Last && d.Attempt < s.opts.TransientAttempts {
+		delay := backoff(d.Attempt)
+		log.Warn("sync hit a transient error, retrying", "stage", stage, "delay", delay, "err", err)
+		rec.Message = fmt.Sprintf("attempt %d failed, retrying in %s: %v", d.Attempt, delay, err)
+		s.put(ctx, log, rec)
+		return queue.Retry(err, delay)
+	}
+	return s.fail(ctx, log, repo, job, rec, describe(stage, err), err)
+}
+
+// transient asks the part that failed whether its error may pass: the Git host for fetches,
+// the apiserver for applies; a render error never passes by itself.
+func transient(err error) bool {
+	switch stageOf(err, "apply") {
+	case "fetch":
+		return source.IsTransient(err)
+	case "render":
+		return false
+	case "dependencies":
+		return true
+	}
+	return apply.IsTransient(err)
+}
+
+// backoff grows from 1s to 60s with the attempt number.
+func backoff(attempt int) time.Duration {
+	d := time.Second << min(attempt-1, 6)
+	return min(d, time.Minute)
+}
+
+// describe turns an error into the record's user-facing account.
+func describe(stage string, err error) *queue.RecordError {
+	re := &queue.RecordError{Stage: stage, Message: err.Error()}
+	var ae *apply.Error
+	if errors.As(err, &ae) {
+		re.Stage, re.Object, re.File, re.Message = ae.Stage, ae.Object, ae.File, ae.Message
+		if re.Stage == "" {
+			re.Stage = stage
+		}
+	}
+	return re
+}
+
+// stageError says which step of the sync failed.
+type stageError struct {
+	stage string
+	err   error
+}
+
+func (e *stageError) Error() string { return e.stage + ": " + e.err.Error() }
+func (e *stageError) Unwrap() error { return e.err }
+
+func stageOf(err error, def string) string {
+	var se *stageError
+	if errors.As(err, &se) {
+		return se.stage
+	}
+	return def
+}
+
+func fillResult(rec *queue.Record, res *apply.Result) {
+	rec.Counts = map[string]int{"created": res.Created, "configured": res.Configured, "unchanged": res.Unchanged, "pruned": res.Pruned}
+	rec.Objects = rec.Objects[:0]
+	for _, o := range res.Objects {
+		rec.Objects = append(rec.Objects, queue.ObjectRecord{Kind: o.ID.Kind, Namespace: o.ID.Namespace, Name: o.ID.Name, Action: string(o.Action)})
+	}
+	if rec.Phases == nil {
+		rec.Phases = map[string]int64{}
+	}
+	rec.Phases["apply"] = res.Durations.Apply.Milliseconds()
+	rec.Phases["prune"] = res.Durations.Prune.Milliseconds()
+	rec.Phases["health"] = res.Durations.Health.Milliseconds()
+}

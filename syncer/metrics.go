@@ -1,0 +1,38 @@
+package syncer
+
+import (
+	"github.com/ferrygitops/ferry/queue"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the syncer's Prometheus series, registered on the registry main gives it.
+type Metrics struct {
+	syncs        *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	statusErrors prometheus.Counter
+}
+
+// NewMetrics registers the syncer's series on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_syncs_total", Help: "Finished syncs by app, kind and result.",
+		}, []string{"app", "kind", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ferry_sync_duration_seconds", Help: "Time from a sync's start to its end.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}, []string{"app", "kind"}),
+		statusErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ferry_status_post_errors_total", Help: "Commit statuses that could not be posted after retries.",
+		}),
+	}
+	reg.MustRegister(m.syncs, m.duration, m.statusErrors)
+	return m
+}
+
+func (m *Metrics) finished(job queue.Job, state queue.State, seconds float64) {
+	m.syncs.WithLabelValues(job.App, string(job.Kind), string(state)).Inc()
+	if seconds > 0 {
+		m.duration.WithLabelValues(job.App, string(job.Kind)).Observe(seconds)
+	}
+}
