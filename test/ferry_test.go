@@ -75,8 +75,8 @@ type ferry struct {
 }
 
 // startFerry runs the ferry binary with config and env until the test ends, and waits until
-// it is ready.
-func startFerry(t *testing.T, config string, env map[string]string, dataDir string) *ferry {
+// it is ready. extra flags are appended to ferry serve's (e.g. --nats-url).
+func startFerry(t *testing.T, config string, env map[string]string, dataDir string, extra ...string) *ferry {
 	t.Helper()
 	dir := t.TempDir()
 	if dataDir == "" {
@@ -89,6 +89,7 @@ func startFerry(t *testing.T, config string, env map[string]string, dataDir stri
 	addr := freeAddr(t)
 	cmd := exec.Command(ferryBin, "serve", "--config", cfgPath, "--listen", addr, "--data-dir", dataDir,
 		"--kubeconfig", cluster.Shared(t).Kubeconfig, "--log-level", "debug")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
