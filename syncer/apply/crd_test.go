@@ -1,0 +1,141 @@
+package apply
+
+import (
+	"fmt"
+	"testing"
+	"testing/fstest"
+
+	"github.com/ferrygitops/ferry/syncer/render"
+)
+
+// crd declares a CRD for kind in group, namespaced or cluster-scoped.
+func crd(t testing.TB, group, kind string, namespaced bool) render.Object {
+	plural := lower(kind) + "s"
+	scope := "Cluster"
+	if namespaced {
+		scope = "Namespaced"
+	}
+	return obj(t, "crds/"+plural+".yaml", fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: %s.%s
+spec:
+  group: %s
+  scope: %s
+  names: {kind: %s, plural: %s, singular: %s, listKind: %sList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+`, plural, group, group, scope, kind, plural, lower(kind), kind))
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// cr declares a custom resource; ns "" leaves the namespace to the app.
+func cr(t testing.TB, group, kind, ns, name, value string) render.Object {
+	y := fmt.Sprintf("apiVersion: %s/v1\nkind: %s\nmetadata:\n  name: %s\n", group, kind, name)
+	if ns != "" {
+		y += "  namespace: " + ns + "\n"
+	}
+	return obj(t, "crs/"+name+".yaml", y+"spec:\n  value: \""+value+"\"\n")
+}
+
+func TestSyncCRDAndCustomResources(t *testing.T) {
+	v := newEnv(t)
+	app := App{Name: "crds", Namespace: "t-crds", Prune: true}
+	objs := []render.Object{
+		namespace(t, "t-crds"),
+		crd(t, "crdtest.ferry.dev", "Widget", true),
+		crd(t, "crdtest.ferry.dev", "Gizmo", false),
+		cr(t, "crdtest.ferry.dev", "Widget", "", "w1", "1"),
+		cr(t, "crdtest.ferry.dev", "Gizmo", "", "g1", "1"),
+	}
+	res := v.mustSync(t, app, "r1", objs...)
+	if res.Created != 5 {
+		t.Errorf("result %+v, want 5 created", res)
+	}
+	if w := v.get(t, "crdtest.ferry.dev/v1", "widgets", "t-crds", "w1"); w == nil {
+		t.Error("namespaced custom resource not created in the app namespace")
+	}
+	if g := v.get(t, "crdtest.ferry.dev/v1", "gizmos", "", "g1"); g == nil || g.GetNamespace() != "" {
+		t.Errorf("cluster-scoped custom resource: %v", g)
+	}
+	v.c.reset()
+	v.mustSync(t, app, "r1", objs...)
+	assertOnlyReads(t, v.c, app.Name)
+
+	// Removing the CRDs and their resources prunes resources first, then CRDs.
+	res = v.mustSync(t, app, "r2", namespace(t, "t-crds"))
+	if res.Pruned != 4 {
+		t.Errorf("result %+v, want 4 pruned", res)
+	}
+	var order []string
+	for _, o := range res.Objects {
+		if o.Action == ActionPruned {
+			order = append(order, o.ID.Kind)
+		}
+	}
+	if len(order) == 4 && (order[0] == "CustomResourceDefinition" || order[1] == "CustomResourceDefinition") {
+		t.Errorf("prune order %v: CRDs before their resources", order)
+	}
+}
+
+func TestSyncKustomizeOverlay(t *testing.T) {
+	v := newEnv(t)
+	fsys := fstest.MapFS{
+		"base/kustomization.yaml": {Data: []byte("resources:\n- cm.yaml\n- svc.yaml\n")},
+		"base/cm.yaml":            {Data: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  mode: dev\n")},
+		"base/svc.yaml":           {Data: []byte("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n")},
+		"apps/prod/kustomization.yaml": {Data: []byte(`namePrefix: prod-
+resources:
+- ns.yaml
+- ../../base
+patches:
+- patch: |
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: cfg
+    data:
+      mode: prod
+configMapGenerator:
+- name: extra
+  literals: [a=b]
+`)},
+		"apps/prod/ns.yaml": {Data: []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: t-kustomize\n")},
+	}
+	objs, err := render.Render(fsys, "apps/prod", render.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := App{Name: "kustomize", Namespace: "t-kustomize", Prune: true}
+	res := v.mustSync(t, app, "r1", objs...)
+	if res.Created != 4 {
+		t.Errorf("result %+v, want 4 created", res)
+	}
+	cm := v.get(t, "v1", "configmaps", "t-kustomize", "prod-cfg")
+	if cm == nil || cm.Object["data"].(map[string]any)["mode"] != "prod" {
+		t.Errorf("patched ConfigMap: %v", cm)
+	}
+	if v.get(t, "v1", "services", "t-kustomize", "prod-web") == nil {
+		t.Error("prefixed Service missing")
+	}
+	for _, o := range res.Objects {
+		if o.ID.Name == "prod-web" && o.File != "base/svc.yaml" {
+			t.Errorf("Service file = %q, want base/svc.yaml", o.File)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// statuslessKinds have no status a controller reports: they are healthy once applied, and are never
+// polled.
+var statuslessKinds = map[schema.GroupKind]bool{
+	{Kind: "ConfigMap"}:      true,
+	{Kind: "Secret"}:         true,
+	{Kind: "ServiceAccount"}: true,
+	{Kind: "Endpoints"}:      true,
+	{Group: "rbac.authorization.k8s.io", Kind: "Role"}:               true,
+	{Group: "rbac.authorization.k8s.io", Kind: "RoleBinding"}:        true,
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}:        true,
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}: true,
+	{Group: "networking.k8s.io", Kind: "NetworkPolicy"}:              true,
+}
+
+// healthState is the last kstatus verdict seen for an object.
+type healthState struct {
+	d       *desired
+	status  status.Status
+	message string
+}
+
+// waitHealthy waits until every desired object is Current by kstatus, or timeout. Objects whose apply
+// response is already Current are done without a request; the rest are polled in bulk, one LIST per
+// resource with the app's label selector, at PollInterval.
+func (e *Engine) waitHealthy(ctx context.Context, app App, objs []*desired, fresh map[string]*unstructured.Unstructured) error {
+	pending := map[string]*healthState{}
+	for _, d := range objs {
+		if statuslessKinds[schema.GroupKind{Group: d.id.Group, Kind: d.id.Kind}] {
+			continue
+		}
+		st := &healthState{d: d, status: status.UnknownStatus, message: "not observed yet"}
+		if u, ok := fresh[d.id.key()]; ok {
+			st.observe(u)
+			if st.status == status.CurrentStatus {
+				continue
+			}
+		}
+		pending[d.id.key()] = st
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, app.Timeout)
+	defer cancel()
+	for {
+		if err := e.pollHealth(ctx, app.Name, pending); err != nil {
+			if ctx.Err() == nil {
+				return err
+			}
+			break
+		}
+		for k, st := range pending {
+			if st.status == status.CurrentStatus {
+				delete(pending, k)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		t := time.NewTimer(e.opts.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+			continue
+		}
+		break
+	}
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("wait for health of app %s: %w", app.Name, ctx.Err())
+	}
+	// Report the first object still not Current, in ID order, with kstatus's message; the count
+	// says whether there is more to look at.
+	keys := make([]string, 0, len(pending))
+	for k := range pending {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	st := pending[keys[0]]
+	msg := fmt.Sprintf("not ready after %s: %s: %s", app.Timeout, st.status, st.message)
+	if len(keys) > 1 {
+		msg += fmt.Sprintf(" (and %d more objects not ready)", len(keys)-1)
+	}
+	return &Error{Stage: StageHealth, Object: st.d.id.String(), File: st.d.file, Message: msg, Err: context.DeadlineExceeded}
+}
+
+// observe records kstatus's verdict on u.
+func (st *healthState) observe(u *unstructured.Unstructured) {
+	r, err := status.Compute(u)
+	if err != nil {
+		st.status, st.message = status.UnknownStatus, err.Error()
+		return
+	}
+	st.status, st.message = r.Status, r.Message
+}
+
+// pollHealth lists, per resource, the app's objects still pending and updates their state.
+func (e *Engine) pollHealth(ctx context.Context, app string, pending map[string]*healthState) error {
+	byGVR := map[schema.GroupVersionResource][]*healthState{}
+	var gvrs []schema.GroupVersionResource
+	for _, st := range pending {
+		g := st.d.m.gvr
+		if _, ok := byGVR[g]; !ok {
+			gvrs = append(gvrs, g)
+		}
+		byGVR[g] = append(byGVR[g], st)
+	}
+	slices.SortFunc(gvrs, func(a, b schema.GroupVersionResource) int { return strings.Compare(a.String(), b.String()) })
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	e.parallel(len(gvrs), func(i int) {
+		gvr := gvrs[i]
+		seen := map[string]*unstructured.Unstructured{}
+		opts := metav1.ListOptions{LabelSelector: LabelApp + "=" + app, Limit: listPageSize}
+		var err error
+		for {
+			var l *unstructured.UnstructuredList
+			l, err = e.dyn.Resource(gvr).List(ctx, opts)
+			if err != nil {
+				break
+			}
+			for j := range l.Items {
+				u := &l.Items[j]
+				seen[ID{Group: gvr.Group, Kind: byGVR[gvr][0].d.id.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}.key()] = u
+			}
+			if l.GetContinue() == "" {
+				break
+			}
+			opts.Continue = l.GetContinue()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, objectError(StageHealth, "list "+gvr.Resource+"."+gvr.Group, "", err))
+			return
+		}
+		for _, st := range byGVR[gvr] {
+			if u, ok := seen[st.d.id.key()]; ok {
+				st.observe(u)
+			} else {
+				st.status, st.message = status.NotFoundStatus, "not found in the cluster (deleted, or ferry's label removed)"
+			}
+		}
+	})
+	return joinErrs(errs)
+}

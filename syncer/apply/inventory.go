@@ -1,0 +1,195 @@
+package apply
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Inventory storage. The inventory is the only state ferry keeps about what it applied: a new ferry
+// with an empty database reads it back from the cluster.
+const (
+	// InventoryPrefix starts the name of each app's inventory ConfigMap.
+	InventoryPrefix = "ferry-inventory-"
+	// LabelInventory marks inventory ConfigMaps with the app they belong to. It is deliberately not
+	// LabelApp: the inventory is not one of the app's objects and must never be pruned with them.
+	LabelInventory = "ferry.dev/inventory-of"
+	inventoryKey   = "inventory.json.gz"
+	revisionKey    = "revision"
+	// maxInventoryBytes stays under the 1 MiB ConfigMap limit with room for metadata. Entries are
+	// gzipped JSON (roughly 40 bytes each compressed), so this is tens of thousands of objects.
+	maxInventoryBytes = 900 << 10
+)
+
+// entry is one object ferry applied for an app, with what it takes to notice that the object needs
+// applying again without reading it: the hash of what was sent, and the generation (or, for kinds
+// without one, the resourceVersion) the apiserver returned.
+type entry struct {
+	Group      string `json:"g,omitempty"`
+	Version    string `json:"v"`
+	Kind       string `json:"k"`
+	Resource   string `json:"r"`
+	Namespaced bool   `json:"nsd,omitempty"`
+	Namespace  string `json:"ns,omitempty"`
+	Name       string `json:"n"`
+	// Hash is the desired object's hash as last applied; "" means never applied successfully.
+	Hash string `json:"h,omitempty"`
+	// UID identifies the live object ferry created, to recognise it if its labels were removed.
+	UID             string `json:"uid,omitempty"`
+	Generation      int64  `json:"gen,omitempty"`
+	ResourceVersion string `json:"rv,omitempty"`
+	// Stage is the apply stage, so pruning can run in reverse order.
+	Stage int `json:"st,omitempty"`
+}
+
+func (en *entry) id() ID {
+	return ID{Group: en.Group, Kind: en.Kind, Namespace: en.Namespace, Name: en.Name}
+}
+
+func (en *entry) mapping() mapping {
+	return mapping{
+		gvr:        schema.GroupVersionResource{Group: en.Group, Version: en.Version, Resource: en.Resource},
+		kind:       en.Kind,
+		namespaced: en.Namespaced,
+	}
+}
+
+// inventory is an app's inventory as read from (or to be written to) the cluster.
+type inventory struct {
+	revision string
+	entries  map[string]*entry // by ID key
+	// resourceVersion of the ConfigMap read, for an optimistic-concurrency update; "" if absent.
+	resourceVersion string
+}
+
+func inventoryName(app string) string { return InventoryPrefix + app }
+
+// sorted returns the entries in ID order, the order they are stored in.
+func (inv *inventory) sorted() []*entry {
+	out := make([]*entry, 0, len(inv.entries))
+	for _, en := range inv.entries {
+		out = append(out, en)
+	}
+	slices.SortFunc(out, func(a, b *entry) int { return strings.Compare(a.id().key(), b.id().key()) })
+	return out
+}
+
+// equal reports whether two inventories would be stored identically.
+func (inv *inventory) equal(o *inventory) bool {
+	if inv.revision != o.revision || len(inv.entries) != len(o.entries) {
+		return false
+	}
+	for k, a := range inv.entries {
+		b, ok := o.entries[k]
+		if !ok || *a != *b {
+			return false
+		}
+	}
+	return true
+}
+
+// clone copies an inventory so the copy can be edited.
+func (inv *inventory) clone() *inventory {
+	c := &inventory{revision: inv.revision, resourceVersion: inv.resourceVersion, entries: make(map[string]*entry, len(inv.entries))}
+	for k, en := range inv.entries {
+		cp := *en
+		c.entries[k] = &cp
+	}
+	return c
+}
+
+// readInventory fetches the app's inventory: one GET. A missing inventory is an empty one.
+func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, error) {
+	inv := &inventory{entries: map[string]*entry{}}
+	cm, err := e.core.ConfigMaps(e.opts.InventoryNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return inv, nil
+	}
+	if err != nil {
+		return nil, objectError(StageInventory, "ConfigMap "+e.opts.InventoryNamespace+"/"+inventoryName(app), "", err)
+	}
+	inv.resourceVersion = cm.ResourceVersion
+	inv.revision = cm.Data[revisionKey]
+	raw := cm.BinaryData[inventoryKey]
+	if len(raw) == 0 {
+		return inv, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("inventory of app %s: %w", app, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("inventory of app %s: %w", app, err)
+	}
+	var list []*entry
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("inventory of app %s: %w", app, err)
+	}
+	for _, en := range list {
+		inv.entries[en.id().key()] = en
+	}
+	return inv, nil
+}
+
+// writeInventory stores inv, creating the ConfigMap (and the inventory namespace) if needed. The
+// update carries the resourceVersion read, so two writers cannot silently overwrite each other: the
+// loser gets a conflict, which IsTransient classifies as retryable.
+func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory) error {
+	data, err := json.Marshal(inv.sorted())
+	if err != nil {
+		return fmt.Errorf("encode inventory: %w", err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		return fmt.Errorf("compress inventory: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("compress inventory: %w", err)
+	}
+	if buf.Len() > maxInventoryBytes {
+		return &Error{Stage: StageInventory, Object: "app " + app, Message: fmt.Sprintf("inventory of %d objects is too large (%d bytes compressed)", len(inv.entries), buf.Len())}
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            inventoryName(app),
+			Namespace:       e.opts.InventoryNamespace,
+			ResourceVersion: inv.resourceVersion,
+			Labels:          map[string]string{LabelManagedBy: ManagedByValue, LabelInventory: app},
+		},
+		Data:       map[string]string{revisionKey: inv.revision},
+		BinaryData: map[string][]byte{inventoryKey: buf.Bytes()},
+	}
+	name := "ConfigMap " + e.opts.InventoryNamespace + "/" + inventoryName(app)
+	cms := e.core.ConfigMaps(e.opts.InventoryNamespace)
+	var out *corev1.ConfigMap
+	if inv.resourceVersion != "" {
+		out, err = cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: e.opts.FieldManager})
+	} else {
+		out, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: e.opts.FieldManager})
+		if apierrors.IsNotFound(err) {
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.opts.InventoryNamespace,
+				Labels: map[string]string{LabelManagedBy: ManagedByValue}}}
+			if _, nerr := e.core.Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: e.opts.FieldManager}); nerr != nil && !apierrors.IsAlreadyExists(nerr) {
+				return objectError(StageInventory, "Namespace "+e.opts.InventoryNamespace, "", nerr)
+			}
+			out, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: e.opts.FieldManager})
+		}
+	}
+	if err != nil {
+		return objectError(StageInventory, name, "", err)
+	}
+	inv.resourceVersion = out.ResourceVersion
+	return nil
+}

@@ -1,0 +1,191 @@
+package render
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+)
+
+// originAnnotation is where kustomize records which file a resource came from when the
+// kustomization's buildMetadata asks for originAnnotations.
+const originAnnotation = "config.kubernetes.io/origin"
+
+// renderKustomization builds the kustomization in dir. The repository is copied into an in-memory
+// filesystem mounted at "/", so kustomize cannot read anything but the commit's files; before the
+// build, every kustomization reachable from dir is checked (see checkKustomizations) so that remote
+// bases, plugins and Helm are refused with a message naming the entry, instead of kustomize trying
+// the network or failing obscurely.
+func renderKustomization(fsys fs.FS, dir, kfile string, opts Options) ([]Object, error) {
+	if err := checkKustomizations(fsys, dir); err != nil {
+		return nil, err
+	}
+	mem, err := memoryCopy(fsys, opts.MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	userWantsOrigin, err := requestOrigins(mem, kfile)
+	if err != nil {
+		return nil, err
+	}
+	kopts := krusty.MakeDefaultOptions()
+	// The whole filesystem is the repository, so no restriction is needed for containment; the
+	// default (root only) would refuse common layouts such as a patch file in ../common.
+	kopts.LoadRestrictions = types.LoadRestrictionsNone
+	kopts.PluginConfig = types.DisabledPluginConfig()
+	kopts.Reorder = krusty.ReorderOptionNone
+	m, err := krusty.MakeKustomizer(kopts).Run(mem, "/"+dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kustomize build: %w", kfile, err)
+	}
+	objs := make([]Object, 0, m.Size())
+	for i, r := range m.Resources() {
+		// Through JSON rather than r.Map(): kustomize's maps hold Go ints, which unstructured objects
+		// cannot deep-copy; utiljson yields int64.
+		j, err := r.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("%s: kustomize output %d: %w", kfile, i+1, err)
+		}
+		var om map[string]any
+		if err := utiljson.Unmarshal(j, &om); err != nil {
+			return nil, fmt.Errorf("%s: kustomize output %d: %w", kfile, i+1, err)
+		}
+		u := &unstructured.Unstructured{Object: om}
+		file := originFile(u, dir, kfile, !userWantsOrigin)
+		if err := validObject(u); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		objs = append(objs, Object{Unstructured: u, File: file})
+	}
+	return objs, nil
+}
+
+// memoryCopy copies every regular file of the commit into an in-memory kustomize filesystem.
+func memoryCopy(fsys fs.FS, limit int64) (filesys.FileSystem, error) {
+	mem := filesys.MakeFsInMemory()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("render: read repository: %w", err)
+		}
+		if d.IsDir() {
+			if p != "." {
+				return mem.MkdirAll("/" + p)
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := readLimited(fsys, p, limit)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile("/"+p, data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return mem, nil
+}
+
+// requestOrigins makes kustomize annotate each resource with its source file by adding
+// originAnnotations to the top kustomization's buildMetadata in the in-memory copy. It reports
+// whether the user had asked for the annotation themselves, in which case it is kept on the objects.
+func requestOrigins(mem filesys.FileSystem, kfile string) (bool, error) {
+	data, err := mem.ReadFile("/" + kfile)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", kfile, err)
+	}
+	var k map[string]any
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return false, fmt.Errorf("%s: invalid kustomization: %w", kfile, err)
+	}
+	if k == nil {
+		k = map[string]any{}
+	}
+	bm, _ := k["buildMetadata"].([]any)
+	for _, v := range bm {
+		if v == types.OriginAnnotations {
+			return true, nil
+		}
+	}
+	k["buildMetadata"] = append(bm, types.OriginAnnotations)
+	out, err := yaml.Marshal(k)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", kfile, err)
+	}
+	return false, mem.WriteFile("/"+kfile, out)
+}
+
+// originFile reads the origin annotation into a repository-relative file name, removing the
+// annotation when ferry added it. Generated objects point at the kustomization that generated them.
+func originFile(u *unstructured.Unstructured, dir, kfile string, strip bool) string {
+	ann := u.GetAnnotations()
+	raw, ok := ann[originAnnotation]
+	if !ok {
+		return kfile
+	}
+	if strip {
+		delete(ann, originAnnotation)
+		if len(ann) == 0 {
+			unstructured.RemoveNestedField(u.Object, "metadata", "annotations")
+		} else {
+			u.SetAnnotations(ann)
+		}
+	}
+	var o struct {
+		Path         string `json:"path"`
+		ConfiguredIn string `json:"configuredIn"`
+		Repo         string `json:"repo"`
+	}
+	if err := yaml.Unmarshal([]byte(raw), &o); err != nil || o.Repo != "" {
+		return kfile
+	}
+	switch {
+	case o.Path != "":
+		return path.Join(dir, o.Path)
+	case o.ConfiguredIn != "":
+		return path.Join(dir, o.ConfiguredIn)
+	}
+	return kfile
+}
+
+// isRemote reports whether a kustomization entry names something outside the repository: a URL,
+// a git address, or a go-getter style reference. Any of these would make kustomize use the network.
+func isRemote(entry string) bool {
+	e := strings.TrimSpace(entry)
+	if strings.Contains(e, "://") || strings.HasPrefix(e, "git@") || strings.HasPrefix(e, "git::") {
+		return true
+	}
+	for _, q := range []string{"?ref=", "?version=", "?timeout=", "?submodules=", "&ref="} {
+		if strings.Contains(e, q) {
+			return true
+		}
+	}
+	for _, host := range []string{"github.com/", "gitlab.com/", "bitbucket.org/", "dev.azure.com/", "ssh.dev.azure.com/"} {
+		if strings.HasPrefix(e, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinRepo resolves entry relative to the directory kdir, reporting false if it leaves the repo.
+func joinRepo(kdir, entry string) (string, bool) {
+	if path.IsAbs(entry) {
+		return "", false
+	}
+	p := path.Join(kdir, entry)
+	if p == ".." || strings.HasPrefix(p, "../") {
+		return "", false
+	}
+	return p, true
+}

@@ -1,0 +1,211 @@
+package render
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const baseDeploy = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: api:1
+`
+
+func TestRenderKustomizeOverlay(t *testing.T) {
+	fsys := repo(map[string]string{
+		"base/kustomization.yaml": "resources:\n- deploy.yaml\n- svc.yaml\n",
+		"base/deploy.yaml":        baseDeploy,
+		"base/svc.yaml":           "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\nspec:\n  ports:\n  - port: 80\n",
+		"common/replicas.yaml":    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 3\n",
+		"apps/prod/kustomization.yaml": `namePrefix: prod-
+namespace: prod
+resources:
+- ../../base
+patches:
+- path: ../../common/replicas.yaml
+configMapGenerator:
+- name: settings
+  literals: [mode=prod]
+`,
+	})
+	objs, err := Render(fsys, "apps/prod", DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.GetKind()+" "+describe(o.Unstructured)+"@"+o.File)
+	}
+	cmName := ""
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" {
+			cmName = o.GetName()
+		}
+	}
+	want := []string{
+		"Deployment prod/prod-api@base/deploy.yaml",
+		"Service prod/prod-api@base/svc.yaml",
+		"ConfigMap prod/" + cmName + "@apps/prod/kustomization.yaml",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(cmName, "prod-settings-") {
+		t.Errorf("generated ConfigMap name %q lacks prefix and hash suffix", cmName)
+	}
+	for _, o := range objs {
+		if _, ok := o.GetAnnotations()[originAnnotation]; ok {
+			t.Errorf("%s kept ferry's origin annotation", o.GetName())
+		}
+		if o.GetKind() == "Deployment" {
+			if r := o.Object["spec"].(map[string]any)["replicas"]; r != int64(3) {
+				t.Errorf("patched replicas = %#v, want 3", r)
+			}
+			// The generated ConfigMap's hashed name is not referenced, but the object must copy cleanly.
+			_ = o.DeepCopy()
+		}
+	}
+}
+
+func TestRenderKustomizeKeepsUserOriginAnnotation(t *testing.T) {
+	fsys := repo(map[string]string{
+		"app/kustomization.yaml": "buildMetadata: [originAnnotations]\nresources:\n- cm.yaml\n",
+		"app/cm.yaml":            cm("a"),
+	})
+	objs, err := Render(fsys, "app", DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].File != "app/cm.yaml" {
+		t.Fatalf("objects = %v", summary(objs))
+	}
+	if _, ok := objs[0].GetAnnotations()[originAnnotation]; !ok {
+		t.Error("origin annotation requested by the user was removed")
+	}
+}
+
+func TestRenderKustomizeRefused(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{
+			name:  "remote base",
+			files: map[string]string{"app/kustomization.yaml": "resources:\n- github.com/acme/base//deploy?ref=v1\n"},
+			want:  []string{"app/kustomization.yaml", `resources "github.com/acme/base//deploy?ref=v1"`, "remote"},
+		},
+		{
+			name:  "https resource file",
+			files: map[string]string{"app/kustomization.yaml": "resources:\n- https://example.com/x.yaml\n"},
+			want:  []string{"app/kustomization.yaml", "https://example.com/x.yaml", "remote"},
+		},
+		{
+			name:  "remote base in a nested base",
+			files: map[string]string{"app/kustomization.yaml": "resources:\n- ../base\n", "base/kustomization.yaml": "components:\n- git@github.com:acme/c.git\n"},
+			want:  []string{"base/kustomization.yaml", "components", "remote"},
+		},
+		{
+			name:  "missing local base is not fetched",
+			files: map[string]string{"app/kustomization.yaml": "resources:\n- ../nothere\n"},
+			want:  []string{"app/kustomization.yaml", `resources "../nothere"`, "not found in the repository"},
+		},
+		{
+			name:  "helmCharts",
+			files: map[string]string{"app/kustomization.yaml": "helmCharts:\n- name: redis\n  repo: https://charts.example.com\n"},
+			want:  []string{"app/kustomization.yaml", `helmCharts "redis"`, "Helm"},
+		},
+		{
+			name: "exec plugin",
+			files: map[string]string{
+				"app/kustomization.yaml": "transformers:\n- plugin.yaml\n",
+				"app/plugin.yaml":        "apiVersion: someteam.example.com/v1\nkind: ChartInflator\nmetadata:\n  name: x\n",
+			},
+			want: []string{"app/kustomization.yaml", `transformers "plugin.yaml"`, "plugin someteam.example.com/v1/ChartInflator refused"},
+		},
+		{
+			name: "KRM function plugin",
+			files: map[string]string{
+				"app/kustomization.yaml": "generators:\n- fn.yaml\n",
+				"app/fn.yaml":            "apiVersion: builtin\nkind: Anything\nmetadata:\n  name: x\n  annotations:\n    config.kubernetes.io/function: |\n      container:\n        image: evil\n",
+			},
+			want: []string{"app/kustomization.yaml", `generators "fn.yaml"`, "KRM function"},
+		},
+		{
+			name:  "inline plugin config",
+			files: map[string]string{"app/kustomization.yaml": "transformers:\n- |\n  apiVersion: example.com/v1\n  kind: Exec\n  metadata:\n    name: x\n"},
+			want:  []string{"app/kustomization.yaml", "transformers", "plugin example.com/v1/Exec refused"},
+		},
+		{
+			name:  "patch outside the repository",
+			files: map[string]string{"app/kustomization.yaml": "resources:\n- cm.yaml\npatches:\n- path: ../../../etc/passwd\n", "app/cm.yaml": cm("a")},
+			want:  []string{"app/kustomization.yaml", "patches.path", "escapes the repository"},
+		},
+		{
+			name:  "base outside the repository",
+			files: map[string]string{"app/kustomization.yaml": "resources:\n- ../../outside\n"},
+			want:  []string{"app/kustomization.yaml", "escapes the repository"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Render(repo(tt.files), "app", DefaultOptions())
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, ErrRefused) {
+				t.Errorf("error %q is not ErrRefused", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderKustomizeBuiltinTransformerAllowed(t *testing.T) {
+	fsys := repo(map[string]string{
+		"app/kustomization.yaml": "resources:\n- cm.yaml\ntransformers:\n- prefix.yaml\n",
+		"app/cm.yaml":            cm("a"),
+		"app/prefix.yaml":        "apiVersion: builtin\nkind: PrefixSuffixTransformer\nmetadata:\n  name: p\nprefix: x-\nfieldSpecs:\n- path: metadata/name\n",
+	})
+	objs, err := Render(fsys, "app", DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].GetName() != "x-a" {
+		t.Fatalf("objects = %v, want ConfigMap x-a", summary(objs))
+	}
+}
+
+func TestRenderKustomizeDuplicate(t *testing.T) {
+	fsys := repo(map[string]string{
+		"app/kustomization.yaml": "resources:\n- a.yaml\n- b.yaml\n",
+		"app/a.yaml":             cm("same"),
+		"app/b.yaml":             cm("same"),
+	})
+	_, err := Render(fsys, "app", DefaultOptions())
+	if err == nil {
+		t.Fatal("no error for a duplicate object")
+	}
+	// kustomize itself detects the duplicate; either way both must be named or the id must be clear.
+	if !strings.Contains(err.Error(), "same") {
+		t.Errorf("error %q does not name the object", err)
+	}
+}

@@ -1,0 +1,158 @@
+// Package render turns one app's directory of one commit into the Kubernetes objects Git declares.
+//
+// Two shapes are understood: a kustomization (built with kustomize's krusty, in memory, with no
+// network, no plugins and no Helm) and a plain directory of YAML/JSON manifests. Rendering reads only
+// the commit's own files: whatever the repository says is what gets applied, nothing fetched from
+// elsewhere can change it.
+package render
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// DefaultMaxFileSize bounds one manifest file. Manifests are text; a file larger than this is far more
+// likely a mistake (a vendored binary, a dump) than something to apply, and reading it whole would
+// only cost memory.
+const DefaultMaxFileSize = 8 << 20
+
+// Object is one rendered Kubernetes object and the repository file it came from, so an apply error
+// can point the user at the line of Git they have to change.
+type Object struct {
+	*unstructured.Unstructured
+	// File is the repository-relative path of the source file. For kustomize output it is the
+	// resource file kustomize recorded as the origin, or the kustomization that generated the object.
+	File string
+}
+
+// Options tunes rendering. The zero value is usable; DefaultOptions documents the defaults.
+type Options struct {
+	// MaxFileSize is the largest manifest file read, in bytes; 0 means DefaultMaxFileSize.
+	MaxFileSize int64
+}
+
+// DefaultOptions returns the options ferry renders with.
+func DefaultOptions() Options {
+	return Options{MaxFileSize: DefaultMaxFileSize}
+}
+
+// ErrRefused marks a repository that asks for something ferry will not do while rendering (fetch a
+// remote base, run a plugin, inflate a Helm chart, read outside the repository). Such an error is
+// permanent: retrying the same commit cannot succeed.
+var ErrRefused = errors.New("refused")
+
+// RefusedError says which file asked for what, so the user knows which entry to remove.
+type RefusedError struct {
+	// File is the repository-relative kustomization (or directory) that made the request.
+	File string
+	// Entry names the offending field and value, e.g. `resources "github.com/x/y?ref=v1"`.
+	Entry string
+	// Reason explains the refusal.
+	Reason string
+}
+
+// Error implements error.
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Entry, e.Reason)
+}
+
+// Is lets callers test errors.Is(err, ErrRefused).
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+// kustomizationNames are the file names kustomize recognises, in its order of preference.
+var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+// Render returns the objects declared under dir in fsys, a commit's tree rooted at the repository
+// root. The order is deterministic: source order for plain directories (files in lexical order,
+// documents in file order), kustomize's resource order for kustomizations. Two objects with the same
+// group, kind, namespace and name are an error naming both files.
+func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	clean, err := cleanDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := fs.Stat(fsys, clean)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("render %s: not a directory", dir)
+	}
+	var objs []Object
+	if kfile := findKustomization(fsys, clean); kfile != "" {
+		objs, err = renderKustomization(fsys, clean, kfile, opts)
+	} else {
+		objs, err = renderPlain(fsys, clean, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDuplicates(objs); err != nil {
+		return nil, err
+	}
+	return objs, nil
+}
+
+// cleanDir normalises an app path to an fs.FS path and refuses anything that leaves the repository.
+func cleanDir(dir string) (string, error) {
+	d := strings.TrimSpace(dir)
+	if d == "" || d == "/" {
+		return ".", nil
+	}
+	if strings.HasPrefix(d, "/") {
+		return "", &RefusedError{File: dir, Entry: "path", Reason: "absolute paths are refused: app paths are relative to the repository root"}
+	}
+	d = path.Clean(d)
+	if d == ".." || strings.HasPrefix(d, "../") || !fs.ValidPath(d) {
+		return "", &RefusedError{File: dir, Entry: "path", Reason: "path escapes the repository"}
+	}
+	return d, nil
+}
+
+// findKustomization returns the kustomization file in dir, or "" if there is none.
+func findKustomization(fsys fs.FS, dir string) string {
+	for _, n := range kustomizationNames {
+		p := path.Join(dir, n)
+		if st, err := fs.Stat(fsys, p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
+// ObjectID identifies an object the way the apiserver does for uniqueness: API group (not version),
+// kind, namespace and name.
+func ObjectID(u *unstructured.Unstructured) string {
+	gvk := u.GroupVersionKind()
+	return fmt.Sprintf("%s/%s/%s/%s", gvk.Group, gvk.Kind, u.GetNamespace(), u.GetName())
+}
+
+// checkDuplicates refuses two declarations of one object: applying both would make the cluster flip
+// between them on every sync.
+func checkDuplicates(objs []Object) error {
+	seen := make(map[string]string, len(objs))
+	for _, o := range objs {
+		id := ObjectID(o.Unstructured)
+		if first, ok := seen[id]; ok {
+			return fmt.Errorf("duplicate object %s %s: declared in %s and in %s", o.GetKind(), describe(o.Unstructured), first, o.File)
+		}
+		seen[id] = o.File
+	}
+	return nil
+}
+
+// describe renders "namespace/name" or "name" for messages.
+func describe(u *unstructured.Unstructured) string {
+	if ns := u.GetNamespace(); ns != "" {
+		return ns + "/" + u.GetName()
+	}
+	return u.GetName()
+}
