@@ -72,6 +72,9 @@ type Record struct {
 	Diff string `json:"diff,omitempty"`
 	// Worker names the process that ran the sync.
 	Worker string `json:"worker,omitempty"`
+	// Status is the terminal commit status state posted for the sync, so that it can be posted
+	// again when an earlier pending status lands late.
+	Status string `json:"status,omitempty"`
 }
 
 // RecordError is the failure of a sync in terms a user can act on.
@@ -119,6 +122,25 @@ func (s *Records) Put(ctx context.Context, r Record) error {
 		return fmt.Errorf("encode sync record %s: %w", r.ID, err)
 	}
 	if _, err := s.kv.Put(ctx, syncKey(r.ID), data); err != nil {
+		return fmt.Errorf("store sync record %s: %w", r.ID, err)
+	}
+	return s.remember(ctx, r.App, r.ID)
+}
+
+// ErrExists is returned by Create for a sync that already has a record.
+var ErrExists = errors.New("record exists")
+
+// Create stores r only if its sync has no record yet, so that a late "queued" notice never
+// overwrites what a worker already wrote.
+func (s *Records) Create(ctx context.Context, r Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode sync record %s: %w", r.ID, err)
+	}
+	if _, err := s.kv.Create(ctx, syncKey(r.ID), data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("sync %s: %w", r.ID, ErrExists)
+		}
 		return fmt.Errorf("store sync record %s: %w", r.ID, err)
 	}
 	return s.remember(ctx, r.App, r.ID)

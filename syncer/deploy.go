@@ -118,7 +118,7 @@ func (s *Syncer) dependencies(ctx context.Context, app App) (string, error) {
 			return dep, nil
 		}
 		if st.State == queue.StateFailed {
-			return "", fmt.Errorf("dependency %s failed: %w", dep, errDependencyFailed)
+			return "", &dependencyError{dep: dep}
 		}
 	}
 	return "", nil
@@ -150,7 +150,7 @@ func (s *Syncer) supersede(ctx context.Context, log *slog.Logger, app App, repo 
 		state, desc = status.Skipped, "included in "+short(newer)
 	}
 	now := s.opts.Now()
-	rec.State, rec.Message, rec.FinishedAt = queue.StateSkipped, desc, &now
+	rec.State, rec.Message, rec.FinishedAt, rec.Status = queue.StateSkipped, desc, &now, string(state)
 	s.put(ctx, log, rec)
 	s.report(ctx, log, repo, job, state, desc)
 	s.metrics.finished(job, queue.StateSkipped, 0)
@@ -212,6 +212,12 @@ func describe(stage string, err error) *queue.RecordError {
 	}
 	return re
 }
+
+// dependencyError ends a dependent's sync: an app it depends on failed at its latest commit.
+type dependencyError struct{ dep string }
+
+func (e *dependencyError) Error() string        { return "dependency " + e.dep + " failed" }
+func (e *dependencyError) Is(target error) bool { return target == errDependencyFailed }
 
 // stageError says which step of the sync failed.
 type stageError struct {

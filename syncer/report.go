@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/ferrygitops/ferry/queue"
@@ -15,7 +16,7 @@ const notifyBuffer = 1024
 // succeed records and reports a finished sync.
 func (s *Syncer) succeed(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, rec queue.Record, desc string) error {
 	now := s.opts.Now()
-	rec.State, rec.Message, rec.FinishedAt, rec.Error = queue.StateSucceeded, desc, &now, nil
+	rec.State, rec.Message, rec.FinishedAt, rec.Error, rec.Status = queue.StateSucceeded, desc, &now, nil, string(status.Success)
 	s.put(ctx, log, rec)
 	if job.Kind == queue.KindDeploy {
 		s.putState(ctx, log, queue.AppState{App: job.App, SHA: job.SHA, State: queue.StateSucceeded, SyncID: job.ID, At: now, AppliedSHA: job.SHA})
@@ -29,7 +30,7 @@ func (s *Syncer) succeed(ctx context.Context, log *slog.Logger, repo Repo, job q
 // fail records and reports a failed sync; the returned error ends the job for good.
 func (s *Syncer) fail(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, rec queue.Record, re *queue.RecordError, cause error) error {
 	now := s.opts.Now()
-	rec.State, rec.FinishedAt, rec.Error = queue.StateFailed, &now, re
+	rec.State, rec.FinishedAt, rec.Error, rec.Status = queue.StateFailed, &now, re, string(status.Failure)
 	rec.Message = summary(re)
 	s.put(ctx, log, rec)
 	if job.Kind == queue.KindDeploy {
@@ -47,7 +48,7 @@ func summary(re *queue.RecordError) string {
 	if re.Object != "" {
 		return re.Object + ": " + re.Message
 	}
-	if re.Stage != "" && re.Stage != "apply" {
+	if re.Stage != "" && re.Stage != "apply" && re.Stage != "dependencies" {
 		return re.Stage + ": " + re.Message
 	}
 	return re.Message
@@ -104,17 +105,31 @@ func (s *Syncer) RunNotifier(ctx context.Context) {
 			return
 		case jobs := <-s.notes:
 			for _, job := range jobs {
-				repo, ok := s.repos[job.Repo]
-				if !ok {
-					continue
-				}
-				log := s.opts.Logger.With("sync", job.ID, "app", job.App)
-				rec := s.record(ctx, job)
-				if rec.State == queue.StateQueued {
-					s.put(ctx, log, rec)
-					s.report(ctx, log, repo, job, status.Pending, "queued")
-				}
+				s.notifyQueued(ctx, job)
 			}
 		}
+	}
+}
+
+// notifyQueued records a stored job as queued and posts its pending status, unless a worker
+// got to it first. The worker may finish while the pending status is on its way: the record is
+// read again afterwards, and a terminal status is posted once more so that it is the last one.
+func (s *Syncer) notifyQueued(ctx context.Context, job queue.Job) {
+	repo, ok := s.repos[job.Repo]
+	if !ok {
+		return
+	}
+	log := s.opts.Logger.With("sync", job.ID, "app", job.App)
+	rec := queue.Record{ID: job.ID, App: job.App, Repo: job.Repo, Kind: job.Kind, Trigger: job.Trigger, Ref: job.Ref,
+		SHA: job.SHA, PR: job.PR, DeliveryID: job.DeliveryID, State: queue.StateQueued, EnqueuedAt: job.EnqueuedAt}
+	if err := s.store.Create(ctx, rec); err != nil {
+		if !errors.Is(err, queue.ErrExists) {
+			log.Warn("queued record not stored", "err", err)
+		}
+		return
+	}
+	s.report(ctx, log, repo, job, status.Pending, "queued")
+	if now, err := s.store.Get(ctx, job.ID); err == nil && now.State.Terminal() && now.Status != "" {
+		s.report(ctx, log, repo, job, status.State(now.Status), now.Message)
 	}
 }

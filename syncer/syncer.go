@@ -44,16 +44,19 @@ type Fetcher interface {
 	Fetch(ctx context.Context, repo source.Repo, sha string, refs ...string) error
 	Files(ctx context.Context, repo source.Repo, sha, dir string) (fs.FS, error)
 	IsAncestor(ctx context.Context, repo source.Repo, a, b string) (bool, error)
+	Changed(ctx context.Context, repo source.Repo, from, to string) ([]string, error)
 }
 
 // Applier is the cluster side: it makes the cluster hold exactly one app's rendered objects.
 type Applier interface {
 	Sync(ctx context.Context, app apply.App, revision string, objs []render.Object) (*apply.Result, error)
+	Plan(ctx context.Context, app apply.App, objs []render.Object) (*apply.Plan, error)
 }
 
 // Store keeps sync records and app states where every replica sees them.
 type Store interface {
 	Put(ctx context.Context, r queue.Record) error
+	Create(ctx context.Context, r queue.Record) error
 	Get(ctx context.Context, id string) (queue.Record, error)
 	AppState(ctx context.Context, app string) (queue.AppState, bool, error)
 	PutAppState(ctx context.Context, st queue.AppState) error
