@@ -1,0 +1,249 @@
+package apply
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/wI2L/jsondiff"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ferrygitops/ferry/syncer/render"
+)
+
+// StagePlan names errors of a preview's server-side dry-run.
+const StagePlan = "plan"
+
+// maskedValue stands for a Secret's value in a plan; a plan is shown on pull requests.
+const maskedValue = "***"
+
+// PlanAction is what applying a commit would do to one object.
+type PlanAction string
+
+// Plan actions.
+const (
+	PlanCreate    PlanAction = "create"
+	PlanChange    PlanAction = "change"
+	PlanUnchanged PlanAction = "unchanged"
+	PlanPrune     PlanAction = "prune"
+)
+
+// FieldChange is one field a change would set, add or remove, at a JSON pointer.
+type FieldChange struct {
+	Op   string `json:"op"` // add, remove, replace
+	Path string `json:"path"`
+	Old  any    `json:"old,omitempty"`
+	New  any    `json:"new,omitempty"`
+}
+
+// PlanEntry is one object of a plan.
+type PlanEntry struct {
+	ID     ID
+	File   string
+	Action PlanAction
+	// Fields lists the field-level changes of a PlanChange, Secret values masked.
+	Fields []FieldChange
+}
+
+// Plan is what syncing an app at a commit would do, computed with server-side dry-runs: the
+// apiserver runs its defaulting, validation and admission, and nothing is written.
+type Plan struct {
+	Created, Changed, Unchanged, Pruned int
+	Entries                             []PlanEntry
+}
+
+// Summary is the plan in one line, as a commit status says it.
+func (p *Plan) Summary() string {
+	return fmt.Sprintf("%d changed, %d created, %d pruned", p.Changed, p.Created, p.Pruned)
+}
+
+// Plan dry-runs objs for app against the cluster and compares the result with the live objects.
+// It writes nothing: every apply is a dryRun=All request, and the inventory is only read. An
+// object the apiserver rejects, or one that another owner holds, makes the plan fail with an
+// *Error or a *ConflictError naming it.
+func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan, error) {
+	if err := validateApp(app); err != nil {
+		return nil, err
+	}
+	want, err := e.prepare(ctx, app, objs)
+	if err != nil {
+		return nil, err
+	}
+	inv, err := e.readInventory(ctx, app.Name)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu      sync.Mutex
+		entries = make([]PlanEntry, 0, len(want))
+		errs    []error
+	)
+	e.parallel(len(want), func(i int) {
+		entry, err := e.planOne(ctx, app, want[i])
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		entries = append(entries, entry)
+	})
+	if len(errs) > 0 {
+		return nil, joinErrs(errs)
+	}
+	p := &Plan{}
+	desiredKeys := make(map[string]bool, len(want))
+	for _, d := range want {
+		desiredKeys[d.id.key()] = true
+	}
+	if app.Prune {
+		for k, en := range inv.entries {
+			if !desiredKeys[k] {
+				entries = append(entries, PlanEntry{ID: en.id(), Action: PlanPrune})
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b PlanEntry) int { return strings.Compare(a.ID.key(), b.ID.key()) })
+	for _, en := range entries {
+		switch en.Action {
+		case PlanCreate:
+			p.Created++
+		case PlanChange:
+			p.Changed++
+		case PlanUnchanged:
+			p.Unchanged++
+		case PlanPrune:
+			p.Pruned++
+		}
+	}
+	p.Entries = entries
+	return p, nil
+}
+
+func (e *Engine) planOne(ctx context.Context, app App, d *desired) (PlanEntry, error) {
+	entry := PlanEntry{ID: d.id, File: d.file}
+	res := e.dyn.Resource(d.m.gvr).Namespace(d.id.Namespace)
+	live, err := res.Get(ctx, d.id.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		live = nil
+	case err != nil && strings.Contains(err.Error(), "the server could not find the requested resource"):
+		// The kind's CRD comes with this very change: the object is new by definition.
+		entry.Action = PlanCreate
+		return entry, nil
+	case err != nil:
+		return entry, objectError(StagePlan, d.id.String(), d.file, err)
+	}
+	if live != nil {
+		if owner := live.GetLabels()[LabelApp]; owner != app.Name {
+			return entry, &ConflictError{Object: d.id.String(), File: d.file, App: app.Name, Owner: owner}
+		}
+	}
+	dry, err := res.Apply(ctx, d.id.Name, d.obj, metav1.ApplyOptions{FieldManager: e.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return entry, objectError(StagePlan, d.id.String(), d.file, err)
+	}
+	if live == nil {
+		entry.Action = PlanCreate
+		return entry, nil
+	}
+	fields, err := fieldChanges(live, dry, d.id.Kind == "Secret" && d.id.Group == "")
+	if err != nil {
+		return entry, objectError(StagePlan, d.id.String(), d.file, err)
+	}
+	entry.Action, entry.Fields = PlanUnchanged, fields
+	if len(fields) > 0 {
+		entry.Action = PlanChange
+	}
+	return entry, nil
+}
+
+// fieldChanges compares a live object with its dry-run result, leaving out what the server
+// maintains (metadata bookkeeping, status), and masks Secret values.
+func fieldChanges(live, dry *unstructured.Unstructured, secret bool) ([]FieldChange, error) {
+	a, b := normalized(live), normalized(dry)
+	patch, err := jsondiff.Compare(a, b, jsondiff.Invertible())
+	if err != nil {
+		return nil, fmt.Errorf("diff: %w", err)
+	}
+	var out []FieldChange
+	for _, op := range patch {
+		if op.Type == "test" {
+			continue
+		}
+		fc := FieldChange{Op: op.Type, Path: op.Path, Old: op.OldValue, New: op.Value}
+		if secret && (strings.HasPrefix(op.Path, "/data") || strings.HasPrefix(op.Path, "/stringData")) {
+			fc.Old, fc.New = maskAll(fc.Old), maskAll(fc.New)
+		}
+		out = append(out, fc)
+	}
+	return out, nil
+}
+
+// maskAll replaces every leaf value with the mask, keeping the shape (which keys changed).
+func maskAll(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, vv := range x {
+			out[k] = maskAll(vv)
+		}
+		return out
+	}
+	return maskedValue
+}
+
+func normalized(u *unstructured.Unstructured) map[string]any {
+	c := u.DeepCopy().Object
+	unstructured.RemoveNestedField(c, "status")
+	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "selfLink"} {
+		unstructured.RemoveNestedField(c, "metadata", f)
+	}
+	unstructured.RemoveNestedField(c, "metadata", "annotations", "kubectl.kubernetes.io/last-applied-configuration")
+	if ann, ok, _ := unstructured.NestedMap(c, "metadata", "annotations"); ok && len(ann) == 0 {
+		unstructured.RemoveNestedField(c, "metadata", "annotations")
+	}
+	return c
+}
+
+// Text renders the plan for people: one line per object, indented field changes below.
+func (p *Plan) Text() string {
+	var b strings.Builder
+	for _, en := range p.Entries {
+		sign := map[PlanAction]string{PlanCreate: "+", PlanChange: "~", PlanUnchanged: "=", PlanPrune: "-"}[en.Action]
+		fmt.Fprintf(&b, "%s %s", sign, en.ID)
+		if en.File != "" {
+			fmt.Fprintf(&b, "  (%s)", en.File)
+		}
+		fmt.Fprintf(&b, "  %s\n", en.Action)
+		for _, f := range en.Fields {
+			switch f.Op {
+			case "add":
+				fmt.Fprintf(&b, "    + %s: %s\n", f.Path, compact(f.New))
+			case "remove":
+				fmt.Fprintf(&b, "    - %s: %s\n", f.Path, compact(f.Old))
+			default:
+				fmt.Fprintf(&b, "    ~ %s: %s → %s\n", f.Path, compact(f.Old), compact(f.New))
+			}
+		}
+	}
+	return b.String()
+}
+
+func compact(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}
