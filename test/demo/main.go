@@ -293,7 +293,7 @@ func sendHook(ctx context.Context, base, before, after string) (int, string, err
 	body, _ := json.Marshal(map[string]any{
 		"ref": "refs/heads/main", "before": before, "after": after, "created": false, "deleted": false, "forced": false,
 		"repository": map[string]any{"full_name": "acme/platform", "name": "platform", "owner": map[string]any{"login": "acme"}},
-		"commits": []any{map[string]any{"id": after, "message": "api: v2", "added": []string{}, "removed": []string{}, "modified": []string{"apps/api/config.yaml"}}},
+		"commits":    []any{map[string]any{"id": after, "message": "api: v2", "added": []string{}, "removed": []string{}, "modified": []string{"apps/api/config.yaml"}}},
 	})
 	mac := hmac.New(sha256.New, []byte(hookSecret))
 	mac.Write(body)
