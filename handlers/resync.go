@@ -179,11 +179,8 @@ func (r *Resync) revision(ctx context.Context, app ResyncApp, rev string) (sha, 
 		r.opts.Logger.Warn("resync: cannot resolve revision", "app", app.Name, "revision", rev, "err", err)
 		return "", "", http.StatusBadGateway, fmt.Errorf("cannot resolve %q on repo %s", rev, app.Repo)
 	}
-	ref = rev
-	if !strings.HasPrefix(ref, "refs/") {
-		ref = "refs/heads/" + rev
-	}
-	return sha, ref, 0, nil
+	// A short name may be a branch or a tag: the worker fetches whichever the remote has.
+	return sha, rev, 0, nil
 }
 
 func truncateName(s string) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
@@ -77,9 +78,13 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) ([]render.Object, map[string]int64, error) {
 	phases := map[string]int64{}
 	t := s.opts.Now()
-	refs := []string{job.Ref}
-	if job.Ref == "" {
-		refs = nil
+	var refs []string
+	switch {
+	case strings.HasPrefix(job.Ref, "refs/"):
+		refs = []string{job.Ref}
+	case job.Ref != "":
+		// A manual resync may name a branch or a tag by its short name.
+		refs = []string{"refs/heads/" + job.Ref, "refs/tags/" + job.Ref}
 	}
 	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, refs...); err != nil {
 		return nil, phases, &stageError{stage: "fetch", err: err}

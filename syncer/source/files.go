@@ -7,128 +7,345 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"testing/fstest"
+	"time"
 
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 const (
-	// MaxTreeBytes bounds what one commit's tree may hold in memory when it is read for
-	// rendering; a repository of manifests is far smaller.
+	// MaxTreeBytes bounds the distinct file content of one commit held in memory for
+	// rendering; a repository of manifests is far smaller, and a bigger one is a mistake.
 	MaxTreeBytes = 256 << 20
-	// maxSymlinkHops bounds chains of symbolic links.
+	// MaxTreeFiles bounds the files of one commit's tree, counting each copy that a link to
+	// a directory makes, so that links cannot multiply a tree without bound.
+	MaxTreeFiles = 100_000
+	// maxSymlinkHops bounds the links followed to resolve one path, as the kernel's ELOOP does.
 	maxSymlinkHops = 16
+	// maxLinkTarget bounds a symbolic link's target; a longer one is not a path.
+	maxLinkTarget = 4096
 )
 
-// ErrBadTree means the commit's tree cannot be rendered as it is: a path that escapes the
-// repository, a symbolic link out of it, a missing app directory.
-var ErrBadTree = errors.New("repository tree refused")
+// Reasons a symbolic link is refused; they appear in ErrBadTree errors.
+var (
+	errLeaves   = errors.New("leaves the repository")
+	errAbsolute = errors.New("points to an absolute path")
+	errHops     = errors.New("too many levels of symbolic links")
+	errLoop     = errors.New("makes a directory loop")
+	errTooLarge = errors.New("too large")
+)
 
-// Files returns the files of commit sha as a read-only file system rooted at the repository
-// root, so that kustomize bases elsewhere in the repository resolve. dir, the app's path, must
-// exist in the commit. Symbolic links are followed inside the repository; one that leads out
-// of it is refused.
+// Files returns the regular files of commit sha as a read-only file system rooted at the
+// repository root, so that kustomize bases elsewhere in the repository resolve. dir, the app's
+// path, must be a directory of the commit (an error names it otherwise).
+//
+// Symbolic links are resolved inside the commit, to files and to directories; a link that
+// leaves the repository, dangles or loops is refused: under dir, Files fails naming it;
+// elsewhere the link is left out, and opening it gives that error, so one bad link does not
+// break every app of the repository. Submodules are left out.
 func (c *Cache) Files(ctx context.Context, r Repo, sha, dir string) (fs.FS, error) {
+	clean, err := cleanDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+	}
 	e, err := c.open(r)
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	commit, err := e.commit(sha)
+	if err := e.lock(ctx); err != nil {
+		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+	}
+	defer e.unlock()
+	cm, err := e.commit(r, sha)
 	if err != nil {
 		return nil, err
 	}
-	tree, err := commit.Tree()
+	tree, err := cm.Tree()
 	if err != nil {
-		return nil, fmt.Errorf("tree of %s: %w", sha, err)
+		return nil, fmt.Errorf("repo %s: tree of %s: %w", r.Name, short(sha), err)
 	}
-	clean := path.Clean(strings.TrimPrefix(dir, "/"))
-	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return nil, fmt.Errorf("path %q leaves the repository: %w", dir, ErrBadTree)
+	b := &builder{
+		ctx: ctx, repo: e.repo, files: fstest.MapFS{}, refused: map[string]error{},
+		blobs: map[plumbing.Hash][]byte{}, mtime: cm.Committer.When,
+	}
+	if err := b.load(tree); err != nil {
+		return nil, fmt.Errorf("repo %s: read commit %s: %w", r.Name, short(sha), err)
 	}
 	if clean != "." {
-		if _, err := tree.Tree(clean); err != nil {
-			return nil, fmt.Errorf("path %q is not a directory in commit %s: %w", clean, short(sha), ErrBadTree)
-		}
-	}
-	out := fstest.MapFS{}
-	var total int64
-	mtime := commit.Committer.When
-	err = tree.Files().ForEach(func(f *object.File) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := readEntry(tree, f, 0)
+		real, err := b.resolve(clean)
 		if err != nil {
+			return nil, fmt.Errorf("repo %s: app path %q in commit %s: %w (%w)", r.Name, clean, short(sha), err, ErrBadTree)
+		}
+		if !b.isDir(real) {
+			return nil, fmt.Errorf("repo %s: app path %q in commit %s is not a directory: %w", r.Name, clean, short(sha), ErrBadTree)
+		}
+	}
+	if err := b.expand("", "", nil); err != nil {
+		return nil, fmt.Errorf("repo %s: read commit %s: %w", r.Name, short(sha), err)
+	}
+	var bad []string
+	for p := range b.refused {
+		if within(p, clean) {
+			bad = append(bad, p)
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return nil, fmt.Errorf("repo %s: commit %s, app path %q (%d refused): %w", r.Name, short(sha), clean, len(bad), b.refused[bad[0]])
+	}
+	return &treeFS{files: b.files, refused: b.refused}, nil
+}
+
+// cleanDir turns an app path into an fs.FS path, refusing one that leaves the repository.
+func cleanDir(dir string) (string, error) {
+	if path.IsAbs(dir) || strings.ContainsAny(dir, "\\\x00") {
+		return "", fmt.Errorf("app path %q must be relative to the repository root: %w", dir, ErrBadTree)
+	}
+	clean := path.Clean(dir)
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("app path %q %w: %w", dir, errLeaves, ErrBadTree)
+	}
+	return clean, nil
+}
+
+// within reports whether p is dir or under it; "." and "" hold everything.
+func within(p, dir string) bool {
+	return dir == "." || dir == "" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+func join(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// builder turns a commit's tree into an in-memory file system.
+type builder struct {
+	ctx      context.Context
+	repo     *git.Repository
+	entries  map[string]object.TreeEntry // real path → entry; the root "" has none
+	children map[string][]string         // real directory → its entries' names
+	files    fstest.MapFS
+	refused  map[string]error
+	blobs    map[plumbing.Hash][]byte
+	bytes    int64
+	mtime    time.Time
+}
+
+// load indexes every entry of the tree by path; git's own rules refuse names such as ".." and
+// ".git" while walking.
+func (b *builder) load(tree *object.Tree) error {
+	b.entries, b.children = map[string]object.TreeEntry{}, map[string][]string{}
+	w := object.NewTreeWalker(tree, true, nil)
+	defer w.Close()
+	for {
+		name, entry, err := w.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("walk tree: %w (%w)", err, ErrBadTree)
+		}
+		if len(b.entries) >= MaxTreeFiles {
+			return fmt.Errorf("more than %d entries: %w", MaxTreeFiles, ErrBadTree)
+		}
+		if len(b.entries)%ctxCheckEvery == 0 {
+			if err := b.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		b.entries[name] = entry
+		parent := path.Dir(name)
+		if parent == "." {
+			parent = ""
+		}
+		b.children[parent] = append(b.children[parent], path.Base(name))
+	}
+}
+
+func (b *builder) isDir(real string) bool {
+	return real == "" || b.entries[real].Mode == filemode.Dir
+}
+
+// resolve follows symbolic links in every component of p, as the kernel would in a checkout,
+// and returns the real path it ends at. A link's target is relative to the directory that
+// holds the link.
+func (b *builder) resolve(p string) (string, error) {
+	var cur []string
+	rest := strings.Split(p, "/")
+	hops := 0
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) == 0 {
+				return "", errLeaves
+			}
+			cur = cur[:len(cur)-1]
+			continue
+		}
+		next := join(strings.Join(cur, "/"), name)
+		entry, ok := b.entries[next]
+		if !ok {
+			return "", fmt.Errorf("%s does not exist in the commit", next)
+		}
+		if entry.Mode == filemode.Symlink {
+			if hops++; hops > maxSymlinkHops {
+				return "", errHops
+			}
+			target, err := b.readLink(entry.Hash)
+			if err != nil {
+				return "", err
+			}
+			if path.IsAbs(target) {
+				return "", errAbsolute
+			}
+			rest = append(strings.Split(target, "/"), rest...)
+			continue
+		}
+		if entry.Mode != filemode.Dir && slices.ContainsFunc(rest, func(s string) bool { return s != "" }) {
+			return "", fmt.Errorf("%s is not a directory", next)
+		}
+		cur = append(cur, name)
+	}
+	return strings.Join(cur, "/"), nil
+}
+
+// expand adds the files of the real directory realDir under the path shown. stack holds the
+// directories that links are being expanded into, to refuse a link back into one of them.
+func (b *builder) expand(realDir, shown string, stack []string) error {
+	for _, name := range b.children[realDir] {
+		real, at := join(realDir, name), join(shown, name)
+		entry := b.entries[real]
+		switch entry.Mode {
+		case filemode.Dir:
+			if err := b.expand(real, at, stack); err != nil {
+				return err
+			}
+		case filemode.Regular, filemode.Executable, filemode.Deprecated:
+			if err := b.add(at, entry.Hash); err != nil {
+				return err
+			}
+		case filemode.Symlink:
+			if err := b.link(real, at, stack); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// link adds what the link at real points to under at, or records why it is refused.
+func (b *builder) link(real, at string, stack []string) error {
+	target, err := b.resolve(real)
+	if err != nil {
+		b.refuse(at, real, err)
+		return nil
+	}
+	if b.isDir(target) {
+		if within(real, target) || slices.ContainsFunc(stack, func(d string) bool { return within(d, target) }) {
+			b.refuse(at, real, errLoop)
+			return nil
+		}
+		return b.expand(target, at, append(slices.Clip(stack), target))
+	}
+	switch entry := b.entries[target]; entry.Mode {
+	case filemode.Regular, filemode.Executable, filemode.Deprecated:
+		return b.add(at, entry.Hash)
+	}
+	return nil // a link to a submodule: left out like the submodule
+}
+
+func (b *builder) refuse(at, real string, reason error) {
+	target := ""
+	if entry, ok := b.entries[real]; ok {
+		target, _ = b.readLink(entry.Hash)
+	}
+	b.refused[at] = fmt.Errorf("symbolic link %s -> %s %w (%w)", at, target, reason, ErrBadTree)
+}
+
+// add puts a file into the file system, reading each blob once however many links share it.
+func (b *builder) add(at string, h plumbing.Hash) error {
+	if len(b.files) >= MaxTreeFiles {
+		return fmt.Errorf("more than %d files, counting links to directories: %w", MaxTreeFiles, ErrBadTree)
+	}
+	if len(b.files)%ctxCheckEvery == 0 {
+		if err := b.ctx.Err(); err != nil {
 			return err
 		}
-		total += int64(len(data))
-		if total > MaxTreeBytes {
-			return fmt.Errorf("commit %s holds more than %d MiB of files: %w", short(sha), MaxTreeBytes>>20, ErrBadTree)
-		}
-		out[f.Name] = &fstest.MapFile{Data: data, Mode: 0o444, ModTime: mtime}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read commit %s: %w", short(sha), err)
 	}
-	if clean != "." {
-		if _, ok := out[clean]; ok {
-			return nil, fmt.Errorf("path %q is a file, not a directory: %w", clean, ErrBadTree)
+	data, ok := b.blobs[h]
+	if !ok {
+		var err error
+		data, err = b.blob(h, MaxTreeBytes-b.bytes)
+		if errors.Is(err, errTooLarge) {
+			return fmt.Errorf("the commit holds more than %d MiB of files: %w", MaxTreeBytes>>20, ErrBadTree)
 		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", at, err)
+		}
+		b.blobs[h] = data
+		b.bytes += int64(len(data))
 	}
-	return out, nil
+	b.files[at] = &fstest.MapFile{Data: data, Mode: 0o444, ModTime: b.mtime}
+	return nil
 }
 
-// readEntry returns a file's content, following symbolic links that stay in the repository.
-func readEntry(tree *object.Tree, f *object.File, hops int) ([]byte, error) {
-	if f.Mode == filemode.Submodule {
-		return nil, nil
-	}
-	data, err := blob(f)
+// blob reads an object's content, failing past limit bytes.
+func (b *builder) blob(h plumbing.Hash, limit int64) ([]byte, error) {
+	obj, err := b.repo.BlobObject(h)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
-	if f.Mode != filemode.Symlink {
-		return data, nil
+	if obj.Size > limit {
+		return nil, fmt.Errorf("blob %s: %w", h, errTooLarge)
 	}
-	if hops >= maxSymlinkHops {
-		return nil, fmt.Errorf("symbolic link %s: too many hops: %w", f.Name, ErrBadTree)
-	}
-	target := string(data)
-	if path.IsAbs(target) {
-		return nil, fmt.Errorf("symbolic link %s points to an absolute path: %w", f.Name, ErrBadTree)
-	}
-	resolved := path.Join(path.Dir(f.Name), target)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return nil, fmt.Errorf("symbolic link %s leaves the repository: %w", f.Name, ErrBadTree)
-	}
-	next, err := tree.File(resolved)
+	rd, err := obj.Reader()
 	if err != nil {
-		return nil, fmt.Errorf("symbolic link %s points to %s, which is not a file in the commit: %w", f.Name, resolved, ErrBadTree)
-	}
-	return readEntry(tree, next, hops+1)
-}
-
-func blob(f *object.File) ([]byte, error) {
-	rd, err := f.Reader()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", f.Name, err)
+		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer rd.Close()
-	data, err := io.ReadAll(io.LimitReader(rd, MaxTreeBytes+1))
+	data, err := io.ReadAll(io.LimitReader(rd, obj.Size))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", f.Name, err)
+		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
 	return data, nil
 }
 
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
+// readLink reads a symbolic link's target.
+func (b *builder) readLink(h plumbing.Hash) (string, error) {
+	data, err := b.blob(h, maxLinkTarget)
+	if err != nil {
+		return "", err
 	}
-	return sha
+	return string(data), nil
+}
+
+// treeFS is a commit's files plus the links it refused, so that opening one explains why it
+// is missing instead of just saying it does not exist.
+type treeFS struct {
+	files   fstest.MapFS
+	refused map[string]error
+}
+
+// Open opens a file or directory of the commit.
+func (t *treeFS) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	for p := name; p != "."; p = path.Dir(p) {
+		if err, ok := t.refused[p]; ok {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+	}
+	return t.files.Open(name)
 }

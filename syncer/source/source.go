@@ -1,5 +1,6 @@
-// Package source is ferry's Git side: a cache of bare repositories, one per configured repo,
-// that fetches exactly the commits jobs name and serves their trees without a checkout.
+// Package source is ferry's Git side: a cache of bare repositories on disk, one per configured
+// repository, that fetches exactly the commits jobs name and serves their trees without a
+// checkout. It speaks Git over HTTPS with go-git; there is no git binary in ferry's image.
 package source
 
 import (
@@ -7,66 +8,112 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	"github.com/go-git/go-git/v5/storage/memory"
 )
 
-// ErrCommitNotFound means the remote does not serve the commit (yet): a hook can arrive
-// before its commit is fetchable, so the caller retries for a bounded time.
-var ErrCommitNotFound = errors.New("commit not found on the remote")
+// DefaultTimeout bounds one exchange with a remote (a fetch or a ref listing) when
+// Options.Timeout is zero: long enough for the first fetch of a large repository, short
+// enough that a stalled forge does not hold a worker for ever.
+const DefaultTimeout = 5 * time.Minute
 
 // Repo is a Git repository as the fetcher needs it.
 type Repo struct {
+	// Name is the repository's name in ferry's config; it names the cache directory, so it
+	// must be usable as one path element.
 	Name string
-	URL  string
+	// URL is the clone URL. Credentials in it are moved into the request's authentication, so
+	// they are never stored in the cache, logged or quoted in an error.
+	URL string
 	// Token authenticates over HTTPS as the forge expects; empty for public repositories.
 	Token string
-	// Provider picks the basic-auth user name the forge expects with a token.
+	// Provider (github, gitlab or gitea) picks the basic-auth user name that goes with a token,
+	// since each forge documents its own convention.
 	Provider string
 }
 
-func (r Repo) auth() transport.AuthMethod {
-	if r.Token == "" {
-		return nil
+// tokenUsers is each forge's documented basic-auth user name for an access token.
+var tokenUsers = map[string]string{"github": "x-access-token", "gitlab": "oauth2", "gitea": "token"}
+
+// remote returns the URL without credentials, the authentication to use, and the secrets that
+// must not appear in messages.
+func (r Repo) remote() (string, transport.AuthMethod, []string, error) {
+	u, err := url.Parse(r.URL)
+	if err != nil || u.Host == "" {
+		// url.Parse quotes its input, which may hold credentials.
+		return "", nil, nil, permanent(fmt.Errorf("repo %s: clone url is not a valid url", r.Name))
 	}
-	user := map[string]string{"github": "x-access-token", "gitlab": "oauth2", "gitea": "ferry"}[r.Provider]
-	if user == "" {
-		user = "ferry"
+	secrets := []string{r.Token}
+	user, pass := "", ""
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+		secrets = append(secrets, pass, u.User.String())
+		u.User = nil
 	}
-	return &githttp.BasicAuth{Username: user, Password: r.Token}
+	if r.Token != "" {
+		user, pass = tokenUsers[r.Provider], r.Token
+		if user == "" {
+			user = "x-access-token"
+		}
+	}
+	var auth transport.AuthMethod
+	if user != "" || pass != "" {
+		auth = &githttp.BasicAuth{Username: user, Password: pass}
+	}
+	return u.String(), auth, secrets, nil
 }
 
 // Options configures the cache.
 type Options struct {
-	// Dir holds one bare repository per Repo.Name.
-	Dir    string
+	// Dir holds one bare repository per Repo.Name; it survives restarts so fetches stay
+	// incremental.
+	Dir string
+	// Logger receives debug lines about fetches and a warning when a broken cache is started
+	// again; nil discards them.
 	Logger *slog.Logger
+	// Timeout bounds one exchange with a remote; zero means DefaultTimeout.
+	Timeout time.Duration
 }
 
-// Cache is the set of local bare repositories. It is safe for concurrent use; operations on
-// one repository are serialised, since go-git's storage is not safe for concurrent writers.
+// Cache is the set of local bare repositories. It is safe for concurrent use. Operations on
+// one repository are serialised: go-git's filesystem storage is not safe for concurrent use,
+// not even for reads, as it builds its pack index map lazily without a lock.
 type Cache struct {
 	opts  Options
 	mu    sync.Mutex
 	repos map[string]*cached
 }
 
+// cached is one repository of the cache.
 type cached struct {
-	mu   sync.Mutex
+	// sem is the repository's lock: a channel rather than a mutex, so that a caller queued
+	// behind a long fetch can give up when its context ends.
+	sem  chan struct{}
 	repo *git.Repository
 }
 
-// New opens the cache directory, creating it if needed.
+// lock takes the repository's lock, or gives up with ctx.
+func (e *cached) lock(ctx context.Context) error {
+	select {
+	case e.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the git cache: %w", ctx.Err())
+	}
+}
+
+func (e *cached) unlock() { <-e.sem }
+
+// New opens the cache directory, creating it if needed. Repositories are opened on first use.
 func New(opts Options) (*Cache, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("git cache: a directory is required")
@@ -77,18 +124,22 @@ func New(opts Options) (*Cache, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	return &Cache{opts: opts, repos: map[string]*cached{}}, nil
 }
 
-// open returns the repository's cache entry, opening or creating the bare repository once.
+// open returns the repository's cache entry, opening or creating the bare repository once and
+// keeping it for the life of the cache.
 func (c *Cache) open(r Repo) (*cached, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.repos[r.Name]; ok {
 		return e, nil
 	}
-	if r.Name == "" || strings.ContainsAny(r.Name, `/\`) || r.Name == "." || r.Name == ".." {
-		return nil, fmt.Errorf("git cache: repo name %q cannot name a directory", r.Name)
+	if r.Name == "" || r.Name == "." || r.Name == ".." || strings.ContainsAny(r.Name, "/\\\x00") {
+		return nil, permanent(fmt.Errorf("git cache: repo name %q cannot name a directory", r.Name))
 	}
 	dir := filepath.Join(c.opts.Dir, r.Name+".git")
 	repo, err := git.PlainOpen(dir)
@@ -96,195 +147,59 @@ func (c *Cache) open(r Repo) (*cached, error) {
 		repo, err = git.PlainInit(dir, true)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("git cache for %s: %w", r.Name, err)
+		// It is only a cache: start it again rather than fail every sync of the repository.
+		c.opts.Logger.Warn("git cache unreadable, starting it again", "repo", r.Name, "err", err)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("git cache for %s: %w", r.Name, err)
+		}
+		if repo, err = git.PlainInit(dir, true); err != nil {
+			return nil, fmt.Errorf("git cache for %s: %w", r.Name, err)
+		}
 	}
-	e := &cached{repo: repo}
+	e := &cached{sem: make(chan struct{}, 1), repo: repo}
 	c.repos[r.Name] = e
 	return e, nil
 }
 
-// Fetch makes sure commit sha is in the cache, fetching refs from the remote only when it is
-// missing. Without refs it fetches every branch. It returns an error wrapping
-// ErrCommitNotFound when the remote does not have the commit.
+// Fetch makes sure commit sha is in the cache. Only when it is missing does it ask the remote,
+// for refs: branch names (main), or full refs such as refs/pull/7/head or
+// refs/merge-requests/7/head for previews; without refs it fetches every branch. Fetches are
+// full and incremental: the remote sends only objects the cache lacks. When the remote does
+// not have the commit (yet), the error wraps ErrCommitNotFound.
 func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) error {
-	if !plumbing.IsHash(sha) {
-		return fmt.Errorf("fetch %s: %q is not a commit sha: %w", r.Name, sha, errPermanent)
+	h, err := parseSHA(sha)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", r.Name, err)
+	}
+	specs, err := refSpecs(refs)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", r.Name, err)
 	}
 	e, err := c.open(r)
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	h := plumbing.NewHash(sha)
+	if err := e.lock(ctx); err != nil {
+		return fmt.Errorf("fetch %s: %w", r.Name, err)
+	}
+	defer e.unlock()
 	if _, err := e.repo.CommitObject(h); err == nil {
 		return nil
 	}
-	specs := []config.RefSpec{"+refs/heads/*:refs/ferry/heads/*"}
-	if len(refs) > 0 {
-		specs = specs[:0]
-		for _, ref := range refs {
-			if ref == "" {
-				continue
-			}
-			if !strings.HasPrefix(ref, "refs/") {
-				ref = "refs/heads/" + ref
-			}
-			specs = append(specs, config.RefSpec("+"+ref+":refs/ferry/"+strings.TrimPrefix(ref, "refs/")))
-		}
+	remoteURL, auth, secrets, err := r.remote()
+	if err != nil {
+		return err
 	}
-	if err := e.remote(r.URL); err != nil {
-		return fmt.Errorf("fetch %s: %w", r.Name, err)
-	}
-	err = e.repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: specs, Auth: r.auth(), Tags: git.NoTags, Force: true})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) && !isMissingRef(err) {
-		return fmt.Errorf("fetch %s: %w", r.Name, classify(err))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	err = fetch(ctx, git.NewRemote(e.repo.Storer, remoteConfig(remoteURL)), auth, specs)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", r.Name, redact(classify(err), secrets...))
 	}
 	if _, err := e.repo.CommitObject(h); err != nil {
 		return fmt.Errorf("fetch %s: commit %s: %w", r.Name, sha, ErrCommitNotFound)
 	}
-	c.opts.Logger.Debug("fetched", "repo", r.Name, "sha", sha)
+	c.opts.Logger.Debug("fetched", "repo", r.Name, "sha", sha, "refs", refs, "took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// remote points the cache's origin at url, which the config may have changed since the last run.
-func (e *cached) remote(url string) error {
-	if rem, err := e.repo.Remote("origin"); err == nil {
-		if urls := rem.Config().URLs; len(urls) == 1 && urls[0] == url {
-			return nil
-		}
-		if err := e.repo.DeleteRemote("origin"); err != nil {
-			return fmt.Errorf("reset remote: %w", err)
-		}
-	}
-	if _, err := e.repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}}); err != nil {
-		return fmt.Errorf("set remote: %w", err)
-	}
-	return nil
-}
-
-// isMissingRef is a fetch of a ref the remote does not have (a deleted pull request ref).
-func isMissingRef(err error) bool {
-	var nf git.NoMatchingRefSpecError
-	return errors.As(err, &nf)
-}
-
-// Head resolves a branch (or tag, or full ref) on the remote with a ref listing, no fetch: the
-// cheap question a poller asks every few minutes.
-func (c *Cache) Head(ctx context.Context, r Repo, ref string) (string, error) {
-	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{r.URL}})
-	list, err := rem.ListContext(ctx, &git.ListOptions{Auth: r.auth()})
-	if err != nil {
-		return "", fmt.Errorf("list refs of %s: %w", r.Name, classify(err))
-	}
-	want := []string{ref}
-	if !strings.HasPrefix(ref, "refs/") {
-		want = []string{"refs/heads/" + ref, "refs/tags/" + ref + "^{}", "refs/tags/" + ref}
-	}
-	for _, w := range want {
-		for _, x := range list {
-			if x.Name().String() == w && x.Type() == plumbing.HashReference {
-				return x.Hash().String(), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("repo %s has no ref %q: %w", r.Name, ref, errPermanent)
-}
-
-// commit reads a fetched commit.
-func (e *cached) commit(sha string) (*object.Commit, error) {
-	c, err := e.repo.CommitObject(plumbing.NewHash(sha))
-	if err != nil {
-		return nil, fmt.Errorf("commit %s is not fetched: %w", sha, ErrCommitNotFound)
-	}
-	return c, nil
-}
-
-// IsAncestor reports whether commit a is an ancestor of (or equal to) commit b; both must be
-// fetched.
-func (c *Cache) IsAncestor(ctx context.Context, r Repo, a, b string) (bool, error) {
-	e, err := c.open(r)
-	if err != nil {
-		return false, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ca, err := e.commit(a)
-	if err != nil {
-		return false, err
-	}
-	cb, err := e.commit(b)
-	if err != nil {
-		return false, err
-	}
-	ok, err := ca.IsAncestor(cb)
-	if err != nil {
-		return false, fmt.Errorf("is %s an ancestor of %s: %w", a, b, err)
-	}
-	return ok, nil
-}
-
-// Changed lists the paths that differ between two fetched commits; from "" lists every file of to.
-func (c *Cache) Changed(ctx context.Context, r Repo, from, to string) ([]string, error) {
-	e, err := c.open(r)
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ct, err := e.commit(to)
-	if err != nil {
-		return nil, err
-	}
-	toTree, err := ct.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("tree of %s: %w", to, err)
-	}
-	var fromTree *object.Tree
-	if from != "" {
-		cf, err := e.commit(from)
-		if err != nil {
-			return nil, err
-		}
-		if fromTree, err = cf.Tree(); err != nil {
-			return nil, fmt.Errorf("tree of %s: %w", from, err)
-		}
-	}
-	changes, err := object.DiffTreeWithOptions(ctx, fromTree, toTree, nil)
-	if err != nil {
-		return nil, fmt.Errorf("diff %s..%s: %w", from, to, err)
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, ch := range changes {
-		for _, p := range []string{ch.From.Name, ch.To.Name} {
-			if p != "" && !seen[p] {
-				seen[p] = true
-				out = append(out, p)
-			}
-		}
-	}
-	return out, nil
-}
-
-// errPermanent marks errors that retrying cannot fix.
-var errPermanent = errors.New("permanent")
-
-// classify wraps a go-git error so IsTransient can tell: authentication and a missing
-// repository are permanent, the network and the server's 5xx are not.
-func classify(err error) error {
-	switch {
-	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
-		errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrInvalidAuthMethod),
-		errors.Is(err, transport.ErrEmptyRemoteRepository):
-		return fmt.Errorf("%w (%w)", err, errPermanent)
-	}
-	return err
-}
-
-// IsTransient reports whether a fetch error may go away by itself: network failures, time-outs,
-// the server's 5xx. Authentication failures and missing repositories are permanent, and so is a
-// commit the remote does not serve: the caller decides how long to wait for that one.
-func IsTransient(err error) bool {
-	return err != nil && !errors.Is(err, errPermanent) && !errors.Is(err, ErrCommitNotFound) && !errors.Is(err, ErrBadTree)
 }
