@@ -288,7 +288,7 @@ func (h *Hooks) routePush(repo hookRepo, ev Event) ([]queue.Job, string, []strin
 		jobs[i] = queue.Job{
 			ID: h.newID(), Kind: queue.KindDeploy, Trigger: queue.TriggerPush,
 			Repo: repo.Name, App: n.Name, Ref: ev.Ref, SHA: ev.After, Before: before,
-			DeliveryID: ev.DeliveryID, EnqueuedAt: now,
+			Unfiltered: ev.Truncated && before != "", DeliveryID: ev.DeliveryID, EnqueuedAt: now,
 		}
 	}
 	return jobs, "", sel.otherRepos

@@ -44,6 +44,9 @@ type Job struct {
 	SHA string `json:"sha"`
 	// Before is the branch head before a push, when the forge said; used to tell what changed.
 	Before string `json:"before,omitempty"`
+	// Unfiltered is set on push jobs made for every app because the forge's list of changed
+	// paths was incomplete; the worker then diffs Before..SHA and passes over apps it leaves alone.
+	Unfiltered bool `json:"unfiltered,omitempty"`
 	// DeliveryID is the forge's id of the hook delivery (or the API request) that made the job.
 	DeliveryID string `json:"deliveryId,omitempty"`
 	// PR is the pull/merge request number of a preview job.

@@ -37,6 +37,14 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 		return queue.Retry(fmt.Errorf("waiting for dependency %s", wait), dependencyPoll)
 	}
 
+	if job.Unfiltered {
+		if touched, err := s.pushTouches(ctx, app, repo, job); err == nil && !touched {
+			return s.succeed(ctx, log, repo, job, rec, "no changes under "+app.Path)
+		} else if err != nil {
+			log.Info("cannot tell what the push changed; syncing the app", "err", err)
+		}
+	}
+
 	start := s.opts.Now()
 	rec.State = queue.StateRunning
 	rec.StartedAt = &start
@@ -72,6 +80,50 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 		desc += fmt.Sprintf(", pruned %d", n)
 	}
 	return s.succeed(ctx, log, repo, job, rec, desc)
+}
+
+// pushTouches diffs a push whose forge payload did not list every changed path: the app is
+// touched when a file under its path, or under the path of an app it depends on (in the same
+// repository, transitively), changed.
+func (s *Syncer) pushTouches(ctx context.Context, app App, repo Repo, job queue.Job) (bool, error) {
+	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, job.Ref); err != nil {
+		return true, err
+	}
+	if err := s.fetch.Fetch(ctx, repo.Source, job.Before, job.Ref); err != nil {
+		return true, err
+	}
+	changed, err := s.fetch.Changed(ctx, repo.Source, job.Before, job.SHA)
+	if err != nil {
+		return true, err
+	}
+	seen := map[string]bool{}
+	var walk func(a App) bool
+	walk = func(a App) bool {
+		if seen[a.Name] {
+			return false
+		}
+		seen[a.Name] = true
+		if a.Repo == app.Repo && underAny(a.Path, changed) {
+			return true
+		}
+		for _, d := range a.DependsOn {
+			if walk(s.apps[d]) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(app), nil
+}
+
+func underAny(dir string, paths []string) bool {
+	dir = strings.Trim(dir, "/")
+	for _, p := range paths {
+		if dir == "." || dir == "" || p == dir || strings.HasPrefix(p, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // load fetches the commit and renders the app's path.

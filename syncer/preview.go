@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
-	"strings"
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/apply"
@@ -60,11 +59,5 @@ func (s *Syncer) touches(ctx context.Context, app App, repo Repo, job queue.Job)
 	if err != nil {
 		return true, err
 	}
-	dir := path.Clean(app.Path)
-	for _, p := range changed {
-		if dir == "." || p == dir || strings.HasPrefix(p, dir+"/") {
-			return true, nil
-		}
-	}
-	return false, nil
+	return underAny(path.Clean(app.Path), changed), nil
 }

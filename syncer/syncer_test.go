@@ -41,12 +41,12 @@ func (f *fakeFetcher) Fetch(_ context.Context, _ source.Repo, sha string, _ ...s
 	return nil
 }
 
-func (f *fakeFetcher) Files(context.Context, source.Repo, string, string) (fs.FS, error) {
+func (f *fakeFetcher) Files(_ context.Context, _ source.Repo, _, dir string) (fs.FS, error) {
 	m := f.manifests
 	if m == "" {
 		m = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"
 	}
-	return fstest.MapFS{"apps/api/cm.yaml": {Data: []byte(m)}}, nil
+	return fstest.MapFS{dir + "/cm.yaml": {Data: []byte(m)}}, nil
 }
 
 func (f *fakeFetcher) IsAncestor(_ context.Context, _ source.Repo, a, b string) (bool, error) {
@@ -367,5 +367,32 @@ func TestLateQueuedNoticeDoesNotLeavePending(t *testing.T) {
 	got = w.rep.states("bbb")
 	if got[0] != "pending queued" || !strings.HasPrefix(got[len(got)-1], "success ") {
 		t.Fatalf("statuses %q", got)
+	}
+}
+
+func TestTruncatedPushDiffsBeforeSyncing(t *testing.T) {
+	apps := []App{{Name: "db", Repo: "platform", Path: "apps/db"}, {Name: "api", Repo: "platform", Path: "apps/api", DependsOn: []string{"db"}}, {Name: "docs", Repo: "platform", Path: "docs"}}
+	w := newWorld(t, apps...)
+	w.store.states["db"] = queue.AppState{App: "db", State: queue.StateSucceeded}
+	w.fetch.changed = func(from, to string) []string { return []string{"apps/db/statefulset.yaml"} }
+	for _, app := range []string{"db", "api", "docs"} {
+		j := job(app, "new", time.Now())
+		j.Before, j.Unfiltered = "old", true
+		if err := w.s.Handle(t.Context(), j, queue.Delivery{Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// db changed; api depends on it; docs was left alone.
+	if diff := cmp.Diff([]string{"db@new", "api@new"}, w.applier.runs); diff != "" {
+		t.Errorf("applied (-want +got):\n%s", diff)
+	}
+	var docs []string
+	for _, s := range w.rep.got {
+		if s.Context == "ferry/docs" {
+			docs = append(docs, string(s.State)+" "+s.Description)
+		}
+	}
+	if diff := cmp.Diff([]string{"success no changes under docs"}, docs); diff != "" {
+		t.Errorf("docs statuses (-want +got):\n%s", diff)
 	}
 }
