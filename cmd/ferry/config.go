@@ -113,6 +113,9 @@ type Secrets struct {
 func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, error) {
 	var c Config
 	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		if keys := unknownKeys(data); len(keys) > 0 {
+			return nil, nil, fmt.Errorf("config: %s", strings.Join(keys, "; "))
+		}
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	if err := c.validate(); err != nil {

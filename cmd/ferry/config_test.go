@@ -76,7 +76,9 @@ func TestParseConfigRefuses(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{"unknown key", strings.Replace(base, "prune: true", "prune: true\n    prnue: false", 1), goodEnv, []string{"prnue"}},
+		{"unknown key", strings.Replace(base, "prune: true", "prune: true\n    prnue: false", 1), goodEnv, []string{"app database", `unknown key "prnue"`}},
+		{"unknown repo key", strings.Replace(base, "branch: main", "branch: main\n    tokn: {env: X}", 1), goodEnv, []string{"repo platform", `unknown key "tokn"`}},
+		{"unknown secret key", strings.Replace(base, "{env: HOOK_SECRET}", "{environment: HOOK_SECRET}", 1), goodEnv, []string{"repo platform.webhookSecret", `unknown key "environment"`}},
 		{"missing secret", base, map[string]string{"API_TOKEN": "tok"}, []string{"repo platform", "webhookSecret", "HOOK_SECRET"}},
 		{"unknown repo", strings.Replace(base, "repo: platform\n    path: apps/database", "repo: infra\n    path: apps/database", 1), goodEnv, []string{"app database", `repo "infra"`}},
 		{"duplicate app", strings.Replace(base, "name: api", "name: database", 1), goodEnv, []string{"app database", "duplicate"}},
