@@ -31,8 +31,10 @@ fuzz:
 	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg; \
 	  done; done
 
-demo: control-plane build
-	FERRY_K8S_BIN=$(K8S_BIN) $(GO) run ./test/demo
+# Uses $$KUBECONFIG's cluster when set; otherwise the demo builds (first time) and starts the
+# local control plane itself.
+demo: build
+	$(GO) run ./test/demo
 
 bench: control-plane build
 	FERRY_K8S_BIN=$(K8S_BIN) $(GO) run ./bench

@@ -159,6 +159,10 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // app's branch) resolved on the remote.
 func (r *Resync) revision(ctx context.Context, app ResyncApp, rev string) (sha, ref string, status int, err error) {
 	if shaPattern.MatchString(rev) {
+		if strings.ContainsAny(app.Branch, "*?[") {
+			// No single branch to fetch it from: the worker fetches every branch.
+			return rev, "", 0, nil
+		}
 		return rev, "refs/heads/" + app.Branch, 0, nil
 	}
 	if rev == "" {

@@ -27,8 +27,9 @@ const (
 	publishTimeout = 5 * time.Second
 )
 
-// namePattern is what app names must look like to be a NATS subject token and a durable name.
-var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+// namePattern is what app and repo names must look like: a DNS label, so that a name is at once
+// a NATS subject token, a durable consumer name, a label value and part of an object name.
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // ValidName reports whether name can name an app on the queue.
 func ValidName(name string) bool { return namePattern.MatchString(name) }

@@ -75,7 +75,7 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 		return s.retryOrFail(ctx, log, repo, job, d, rec, "apply", err)
 	}
 	took := s.opts.Now().Sub(start)
-	desc := fmt.Sprintf("applied %d objects in %s", len(objs), took.Round(100*time.Millisecond))
+	desc := fmt.Sprintf("applied %d objects in %s", len(objs), roundTook(took))
 	if n := rec.Counts["pruned"]; n > 0 {
 		desc += fmt.Sprintf(", pruned %d", n)
 	}
@@ -259,7 +259,12 @@ func backoff(attempt int) time.Duration {
 
 // describe turns an error into the record's user-facing account.
 func describe(stage string, err error) *queue.RecordError {
-	re := &queue.RecordError{Stage: stage, Message: err.Error()}
+	msg := err.Error()
+	var se *stageError
+	if errors.As(err, &se) {
+		msg = se.err.Error()
+	}
+	re := &queue.RecordError{Stage: stage, Message: msg}
 	var ae *apply.Error
 	if errors.As(err, &ae) {
 		re.Stage, re.Object, re.File, re.Message = ae.Stage, ae.Object, ae.File, ae.Message
@@ -305,4 +310,15 @@ func fillResult(rec *queue.Record, res *apply.Result) {
 	rec.Phases["apply"] = res.Durations.Apply.Milliseconds()
 	rec.Phases["prune"] = res.Durations.Prune.Milliseconds()
 	rec.Phases["health"] = res.Durations.Health.Milliseconds()
+}
+
+// roundTook keeps a duration short for a status line: 340ms, 1.4s, 2m3s.
+func roundTook(d time.Duration) time.Duration {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond)
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }

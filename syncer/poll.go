@@ -128,6 +128,10 @@ func (p *Poller) Poll(ctx context.Context, repo string) error {
 	if err != nil {
 		return err
 	}
+	interval := p.opts.DefaultInterval
+	if d, ok := p.opts.Interval[repo]; ok && d > 0 {
+		interval = d
+	}
 	var heal []queue.Job
 	for _, app := range p.s.appsOf(repo) {
 		if !p.opts.SelfHeal[app.Name] {
@@ -137,7 +141,7 @@ func (p *Poller) Poll(ctx context.Context, repo string) error {
 		if err != nil || !ok || st.AppliedSHA == "" {
 			continue
 		}
-		heal = append(heal, p.job(app, st.AppliedSHA, queue.TriggerDrift, fmt.Sprintf("drift-%s-%d", st.AppliedSHA, time.Now().Unix()/int64(p.opts.DefaultInterval.Seconds()+1))))
+		heal = append(heal, p.job(app, st.AppliedSHA, queue.TriggerDrift, fmt.Sprintf("drift-%s-%d", st.AppliedSHA, time.Now().Unix()/int64(interval.Seconds()+1))))
 	}
 	if len(heal) > 0 {
 		return p.q.Enqueue(ctx, heal)

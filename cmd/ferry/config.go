@@ -200,13 +200,15 @@ func (c *Config) validate() error {
 		case r.Name == "":
 			bad("%s: name is required", where)
 		case !queue.ValidName(r.Name):
-			bad("%s: name must be lowercase letters, digits, - and _", where)
+			bad("%s: name must be a DNS label: lowercase letters, digits and -, at most 63", where)
 		case repos[r.Name]:
 			bad("%s: duplicate repo name", where)
 		}
 		repos[r.Name] = true
 		if r.URL == "" {
 			bad("%s: url is required", where)
+		} else if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("%s: url %q must be an http(s) clone URL (ferry fetches over HTTPS)", where, r.URL)
 		} else if strings.Contains(r.URL, "@") && strings.Contains(r.URL, "://") {
 			if u, err := url.Parse(r.URL); err == nil && u.User != nil {
 				bad("%s: url must not carry credentials; use token", where)
@@ -237,7 +239,7 @@ func (c *Config) validate() error {
 		case a.Name == "":
 			bad("%s: name is required", where)
 		case !queue.ValidName(a.Name):
-			bad("%s: name must be lowercase letters, digits, - and _", where)
+			bad("%s: name must be a DNS label: lowercase letters, digits and -, at most 63", where)
 		case apps[a.Name] > 0:
 			bad("%s: duplicate app name", where)
 		}

@@ -26,6 +26,9 @@ import (
 
 	"github.com/ferrygitops/ferry/test/cluster"
 	"github.com/ferrygitops/ferry/test/gitserver"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 const (
@@ -140,10 +143,9 @@ func run(ctx context.Context, env *demoEnv, getenv func(string) string) error {
 		}
 	}
 	fmt.Println()
-	say("in the cluster (kubectl --kubeconfig %s get cm,svc -A -l app.kubernetes.io/managed-by=ferry):", kubeconfig)
-	if kubectl, err := exec.LookPath(filepath.Join(getenv(cluster.BinDirEnv), "kubectl")); err == nil {
-		out, _ := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "get", "cm,svc", "-A", "-l", "app.kubernetes.io/managed-by=ferry").CombinedOutput()
-		fmt.Print(indent(string(out)))
+	say("in the cluster (objects labelled app.kubernetes.io/managed-by=ferry):")
+	if err := listManaged(ctx, kubeconfig); err != nil {
+		return err
 	}
 	if getenv("KEEP") == "1" {
 		say("KEEP=1: everything stays up; ferry at %s, hooks at %s/hooks/platform (secret %q), API token %q. Ctrl-C to stop.", f.url, f.url, hookSecret, apiToken)
@@ -325,4 +327,32 @@ func getJSON(ctx context.Context, url string, v any) error {
 	}
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// listManaged prints the ConfigMaps and Services ferry manages, as kubectl get would.
+func listManaged(ctx context.Context, kubeconfig string) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=ferry"}
+	cms, err := cs.CoreV1().ConfigMaps("").List(ctx, sel)
+	if err != nil {
+		return fmt.Errorf("list configmaps: %w", err)
+	}
+	for _, cm := range cms.Items {
+		fmt.Printf("    configmap/%-22s namespace %-10s app %s\n", cm.Name, cm.Namespace, cm.Labels["ferry.dev/app"])
+	}
+	svcs, err := cs.CoreV1().Services("").List(ctx, sel)
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	for _, svc := range svcs.Items {
+		fmt.Printf("    service/%-24s namespace %-10s app %s\n", svc.Name, svc.Namespace, svc.Labels["ferry.dev/app"])
+	}
+	return nil
 }
