@@ -12,6 +12,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// DefaultMaxDeliver is the safety net on deliveries of one job. Jobs are redelivered while they
+// wait for their dependencies (every few seconds, for up to a quarter of an hour) as well as after
+// transient failures, which the handler bounds itself; the net only catches a handler that never
+// decides.
+const DefaultMaxDeliver = 600
+
 // Delivery tells a handler where a job stands in its delivery attempts.
 type Delivery struct {
 	// Attempt counts deliveries of this job, from 1.
@@ -56,7 +62,7 @@ type ConsumeOptions struct {
 
 // DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
 func DefaultConsumeOptions() ConsumeOptions {
-	return ConsumeOptions{Workers: 4, AckWait: 30 * time.Second, MaxDeliver: 10, Grace: 60 * time.Second, PreviewConcurrency: 2, Logger: slog.Default()}
+	return ConsumeOptions{Workers: 4, AckWait: 30 * time.Second, MaxDeliver: DefaultMaxDeliver, Grace: 60 * time.Second, PreviewConcurrency: 2, Logger: slog.Default()}
 }
 
 // Consume runs jobs for apps until ctx is cancelled, then stops taking new ones and waits for

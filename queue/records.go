@@ -47,18 +47,20 @@ type ObjectRecord struct {
 
 // Record is the stored account of one sync, shown by the API and the sync page.
 type Record struct {
-	ID         string     `json:"id"`
-	App        string     `json:"app"`
-	Repo       string     `json:"repo"`
-	Kind       Kind       `json:"kind"`
-	Trigger    Trigger    `json:"trigger"`
-	Ref        string     `json:"ref,omitempty"`
-	SHA        string     `json:"sha"`
-	PR         int        `json:"pr,omitempty"`
-	DeliveryID string     `json:"deliveryId,omitempty"`
-	State      State      `json:"state"`
-	Message    string     `json:"message,omitempty"`
-	Attempts   int        `json:"attempts,omitempty"`
+	ID         string  `json:"id"`
+	App        string  `json:"app"`
+	Repo       string  `json:"repo"`
+	Kind       Kind    `json:"kind"`
+	Trigger    Trigger `json:"trigger"`
+	Ref        string  `json:"ref,omitempty"`
+	SHA        string  `json:"sha"`
+	PR         int     `json:"pr,omitempty"`
+	DeliveryID string  `json:"deliveryId,omitempty"`
+	State      State   `json:"state"`
+	Message    string  `json:"message,omitempty"`
+	Attempts   int     `json:"attempts,omitempty"`
+	// Failures counts the transient failures so far; the job fails for good past a bound.
+	Failures   int        `json:"failures,omitempty"`
 	EnqueuedAt time.Time  `json:"enqueuedAt"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`

@@ -15,8 +15,12 @@ import (
 	"github.com/ferrygitops/ferry/syncer/status"
 )
 
-// dependencyPoll is how soon a job waiting for its dependencies is looked at again.
-const dependencyPoll = 2 * time.Second
+// A job waiting for its dependencies is looked at again after dependencyPoll times its attempt,
+// at most maxDependencyPoll.
+const (
+	dependencyPoll    = time.Second
+	maxDependencyPoll = 10 * time.Second
+)
 
 // deploy applies one app at one commit and reports on it.
 func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Repo, job queue.Job, d queue.Delivery, rec queue.Record) error {
@@ -34,7 +38,7 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 			return s.fail(ctx, log, repo, job, rec, &queue.RecordError{Stage: "dependencies", Message: err.Error()}, err)
 		}
 		s.report(ctx, log, repo, job, status.Pending, "waiting for dependency "+wait)
-		return queue.Retry(fmt.Errorf("waiting for dependency %s", wait), dependencyPoll)
+		return queue.Retry(fmt.Errorf("waiting for dependency %s", wait), min(dependencyPoll*time.Duration(d.Attempt), maxDependencyPoll))
 	}
 
 	if job.Unfiltered {
@@ -227,10 +231,11 @@ func (s *Syncer) fetchAncestor(ctx context.Context, repo Repo, a, b string) (boo
 
 // retryOrFail retries transient errors within their budget and fails the sync otherwise.
 func (s *Syncer) retryOrFail(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, d queue.Delivery, rec queue.Record, stage string, err error) error {
-	if transient(err) && !d.Last && d.Attempt < s.opts.TransientAttempts {
-		delay := backoff(d.Attempt)
+	rec.Failures++
+	if transient(err) && !d.Last && rec.Failures < s.opts.TransientAttempts {
+		delay := backoff(rec.Failures)
 		log.Warn("sync hit a transient error, retrying", "stage", stage, "delay", delay, "err", err)
-		rec.Message = fmt.Sprintf("attempt %d failed, retrying in %s: %v", d.Attempt, delay, err)
+		rec.Message = fmt.Sprintf("attempt %d failed, retrying in %s: %v", rec.Failures, delay, err)
 		s.put(ctx, log, rec)
 		return queue.Retry(err, delay)
 	}

@@ -396,3 +396,26 @@ func TestTruncatedPushDiffsBeforeSyncing(t *testing.T) {
 		t.Errorf("docs statuses (-want +got):\n%s", diff)
 	}
 }
+
+func TestTransientFailuresAreBoundedAcrossDeliveries(t *testing.T) {
+	w := newWorld(t)
+	w.applier.sync = func(apply.App, string, []render.Object) (*apply.Result, error) {
+		return nil, &apply.Error{Stage: apply.StageApply, Object: "ConfigMap api/x", Message: "apiserver unreachable", Err: fmt.Errorf("dial: %w", syscall.ECONNREFUSED)}
+	}
+	j := job("api", "aaa", time.Now())
+	var retry *queue.RetryError
+	attempts := 0
+	for attempt := 1; attempt <= 50; attempt++ {
+		attempts = attempt
+		if err := w.s.Handle(t.Context(), j, queue.Delivery{Attempt: attempt}); !errors.As(err, &retry) {
+			break
+		}
+	}
+	if want := DefaultOptions().TransientAttempts; attempts != want {
+		t.Fatalf("gave up after %d deliveries, want %d", attempts, want)
+	}
+	got := w.rep.states("aaa")
+	if last := got[len(got)-1]; !strings.HasPrefix(last, "failure ") {
+		t.Fatalf("last status %q, want a failure", last)
+	}
+}
