@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
@@ -54,6 +55,15 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
+	if name == "push" {
+		// Pushes are the hot path: decode only the fields ferry reads, not the whole document
+		// into go-github's types (most of a push payload is repository and user detail).
+		var p githubPushPayload
+		if err := json.Unmarshal(payload, &p); err != nil {
+			return Event{}, fmt.Errorf("github push payload: %w: %w", ErrPayload, err)
+		}
+		return githubPush(id, &p)
+	}
 	parsed, err := github.ParseWebHook(name, payload)
 	if err != nil {
 		return Event{}, fmt.Errorf("github %s payload: %w: %w", name, ErrPayload, err)
@@ -61,8 +71,6 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 	switch e := parsed.(type) {
 	case *github.PingEvent:
 		return Event{Kind: EventPing, DeliveryID: id}, nil
-	case *github.PushEvent:
-		return githubPush(id, e)
 	case *github.PullRequestEvent:
 		return githubPullRequest(id, e)
 	default:
@@ -99,14 +107,32 @@ func githubPayload(contentType string, body []byte) ([]byte, error) {
 	}
 }
 
-func githubPush(id string, e *github.PushEvent) (Event, error) {
+// githubPushPayload is the part of GitHub's push event ferry reads.
+type githubPushPayload struct {
+	Ref     string  `json:"ref"`
+	Before  string  `json:"before"`
+	After   *string `json:"after"`
+	Deleted bool    `json:"deleted"`
+	Forced  bool    `json:"forced"`
+	Commits []*struct {
+		Added    []string `json:"added"`
+		Removed  []string `json:"removed"`
+		Modified []string `json:"modified"`
+	} `json:"commits"`
+}
+
+func githubPush(id string, e *githubPushPayload) (Event, error) {
+	after := ""
+	if e.After != nil {
+		after = *e.After
+	}
 	ev := Event{
 		Kind:       EventPush,
 		DeliveryID: id,
-		Ref:        e.GetRef(),
-		Before:     e.GetBefore(),
-		After:      e.GetAfter(),
-		Deleted:    e.GetDeleted() || (e.After != nil && isZeroSHA(e.GetAfter())),
+		Ref:        e.Ref,
+		Before:     e.Before,
+		After:      after,
+		Deleted:    e.Deleted || (e.After != nil && isZeroSHA(after)),
 	}
 	if ev.Ref == "" || (ev.After == "" && !ev.Deleted) {
 		return Event{}, fmt.Errorf("github push without ref or after: %w", ErrPayload)
@@ -120,7 +146,7 @@ func githubPush(id string, e *github.PushEvent) (Event, error) {
 	ev.Changed = changed.sorted()
 	// GitHub lists at most 20 commits; a forced push does not list what it dropped; a ref moved
 	// onto existing commits lists none. In each case what changed is not fully known.
-	ev.Truncated = len(e.Commits) >= githubCommitCap || e.GetForced() ||
+	ev.Truncated = len(e.Commits) >= githubCommitCap || e.Forced ||
 		(len(e.Commits) == 0 && !ev.Deleted && ev.Before != ev.After)
 	return ev, nil
 }

@@ -228,7 +228,8 @@ func kubeConfig(kubeconfig string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes config: %w", err)
 	}
-	cfg.QPS, cfg.Burst = 100, 200
+	// No client-side rate limit is set here: the apply engine sets one sized for applying
+	// thousands of objects, and the apiserver's own priority and fairness protects it.
 	cfg.UserAgent = "ferry/" + buildVersion()
 	return cfg, nil
 }

@@ -37,9 +37,12 @@ type healthState struct {
 	message string
 }
 
+// firstHealthPoll is the first pause between health polls; it doubles up to PollInterval.
+const firstHealthPoll = 100 * time.Millisecond
+
 // waitHealthy waits until every desired object is Current by kstatus, or timeout. Objects whose apply
 // response is already Current are done without a request; the rest are polled in bulk, one LIST per
-// resource with the app's label selector, at PollInterval.
+// resource with the app's label selector, backing off from firstHealthPoll to PollInterval.
 func (e *Engine) waitHealthy(ctx context.Context, app App, objs []*desired, fresh map[string]*unstructured.Unstructured) error {
 	pending := map[string]*healthState{}
 	for _, d := range objs {
@@ -60,6 +63,9 @@ func (e *Engine) waitHealthy(ctx context.Context, app App, objs []*desired, fres
 	}
 	ctx, cancel := context.WithTimeout(ctx, app.Timeout)
 	defer cancel()
+	// Most objects become Current within a moment of their apply: look again soon, then less
+	// and less often, up to PollInterval.
+	wait := min(firstHealthPoll, e.opts.PollInterval)
 	for {
 		if err := e.pollHealth(ctx, app.Name, pending); err != nil {
 			if ctx.Err() == nil {
@@ -75,7 +81,8 @@ func (e *Engine) waitHealthy(ctx context.Context, app App, objs []*desired, fres
 		if len(pending) == 0 {
 			return nil
 		}
-		t := time.NewTimer(e.opts.PollInterval)
+		t := time.NewTimer(wait)
+		wait = min(2*wait, e.opts.PollInterval)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -1,0 +1,243 @@
+// Command bench is ferry's benchmark harness (`make bench`, never part of `make test`). It runs
+// each measure of issue #6 next to its baseline in the same run, on this machine, talking only to
+// 127.0.0.1, prints one table of medians, p99s and ratios, and writes it with the machine's
+// description to bench/RESULTS.md.
+//
+//	go run ./bench                      # everything
+//	go run ./bench -only P1 -reps 3     # one measure
+//
+// The same binary re-executes itself with -child to run ferry's apply engine in a process of its
+// own, so that its peak RSS is ferry's alone.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// measures are the measure names -only accepts, in the order they run.
+var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6"}
+
+// params is every knob of the harness; all are printed before the run and written to RESULTS.md.
+type params struct {
+	Only      []string
+	Reps      int
+	Out       string
+	Work      string
+	K8sBin    string
+	FerryBin  string
+	Keep      bool
+	MaxTotal  time.Duration
+	P1        p1Params
+	Sync      syncParams
+	E2E       e2eParams
+	childMode string
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*params, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	p := &params{}
+	only := fs.String("only", strings.Join(measures, ","), "comma-separated measures to run (P5 sync is measured with P3)")
+	fs.IntVar(&p.Reps, "reps", 3, "repetitions of each measure; the table shows medians")
+	fs.StringVar(&p.Out, "out", "bench/RESULTS.md", "results file ('' to skip writing)")
+	fs.StringVar(&p.Work, "work", "", "scratch directory (default: a new temporary directory, removed afterwards)")
+	fs.StringVar(&p.K8sBin, "k8s-bin", getenv("FERRY_K8S_BIN"), "directory with etcd, kube-apiserver, kube-controller-manager and kubectl (FERRY_K8S_BIN)")
+	fs.StringVar(&p.FerryBin, "ferry-bin", "bin/ferry", "the ferry binary for P2, P5 idle and P6 (make build)")
+	fs.BoolVar(&p.Keep, "keep", false, "keep the scratch directory (logs, profiles, cluster state)")
+	fs.DurationVar(&p.MaxTotal, "max-total", 45*time.Minute, "upper bound on the whole run")
+
+	fs.IntVar(&p.P1.Clients, "p1-clients", 32, "P1: concurrent keep-alive clients")
+	fs.IntVar(&p.P1.Requests, "p1-requests", 30000, "P1: requests per measured run")
+	fs.DurationVar(&p.P1.Duration, "p1-duration", 15*time.Second, "P1: time bound of each run")
+	fs.IntVar(&p.P1.Warmup, "p1-warmup", 2000, "P1: unmeasured warm-up requests before each run")
+	fs.StringVar(&p.P1.Payload, "p1-payload", "handlers/testdata/github/push.json", "P1: the signed push payload")
+
+	fs.IntVar(&p.Sync.Objects, "objects", 1000, "P3/P4/P5: objects per apply (10 of them Namespaces)")
+	fs.IntVar(&p.Sync.Namespaces, "namespaces", 10, "P3/P4/P5: namespaces the objects spread over")
+	fs.IntVar(&p.Sync.BareWorkers, "bare-workers", 4, "P3 (b): parallel SSA workers of the bare client-go loop")
+	fs.Float64Var(&p.Sync.FerryQPS, "ferry-qps", 0, "P3: client QPS of the ferry engine; 0 keeps the engine's own default, as cmd/ferry does")
+	variants := fs.String("p3-variants", "kubectl,bare,ferry", "P3: variants to run (kubectl, bare, ferry, ferry-default-qps)")
+	fs.DurationVar(&p.Sync.Timeout, "sync-timeout", 5*time.Minute, "P3/P4: bound of each apply")
+
+	fs.IntVar(&p.E2E.Pushes, "p2-pushes", 30, "P2: pushes measured")
+	fs.IntVar(&p.E2E.AppObjects, "p2-objects", 20, "P2: objects in the pushed app")
+	fs.IntVar(&p.E2E.IdleApps, "p5-apps", 100, "P5: apps configured for the idle RSS")
+	fs.DurationVar(&p.E2E.IdleWait, "p5-idle", 20*time.Second, "P5: how long ferry idles before its RSS is read")
+	fs.BoolVar(&p.E2E.StaticCheck, "p5-static-check", true, "P5: when idle RSS misses, also build ferry with CGO_ENABLED=0 and measure it")
+	fs.IntVar(&p.E2E.RestoreApps, "p6-apps", 50, "P6: apps restored")
+	fs.IntVar(&p.E2E.ChainLen, "p6-chain", 5, "P6: length of each dependsOn chain")
+	fs.DurationVar(&p.E2E.Timeout, "e2e-timeout", 3*time.Minute, "P2/P6: bound of each wait for statuses")
+
+	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	for _, m := range strings.Split(*only, ",") {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		if m == "" {
+			continue
+		}
+		if !slices.Contains(measures, m) {
+			return nil, fmt.Errorf("-only: unknown measure %q (known: %s)", m, strings.Join(measures, ","))
+		}
+		p.Only = append(p.Only, m)
+	}
+	for _, v := range strings.Split(*variants, ",") {
+		switch strings.TrimSpace(v) {
+		case "":
+		case "kubectl":
+			p.Sync.Variants = append(p.Sync.Variants, vKubectl)
+		case "bare":
+			p.Sync.Variants = append(p.Sync.Variants, vBare)
+		case "ferry":
+			p.Sync.Variants = append(p.Sync.Variants, vFerry)
+		case "ferry-default-qps":
+			p.Sync.Variants = append(p.Sync.Variants, vFerryDefault)
+		default:
+			return nil, fmt.Errorf("-p3-variants: unknown variant %q", v)
+		}
+	}
+	if p.Reps < 1 {
+		return nil, errors.New("-reps must be at least 1")
+	}
+	p.P1.Reps, p.Sync.Reps = p.Reps, p.Reps
+	p.P1.Profile = "p1-ferry-cpu.pprof"
+	return p, nil
+}
+
+func (p *params) wants(m string) bool { return slices.Contains(p.Only, m) }
+
+// describe lists the parameters the way RESULTS.md and the console show them.
+func (p *params) describe() []string {
+	return []string{
+		fmt.Sprintf("measures: %s; repetitions: %d (medians reported)", strings.Join(p.Only, ","), p.Reps),
+		fmt.Sprintf("P1: %d keep-alive clients, %d requests or %s per run (whichever first) after %d warm-up requests; payload %s (%s), one app routed, one job per hook; embedded JetStream on a temp dir; ferry's routes (server.New) and handlers.Hooks with an info-level text logger to io.Discard",
+			p.P1.Clients, p.P1.Requests, p.P1.Duration, p.P1.Warmup, p.P1.Payload, byteSize(p.P1.Payload)),
+		fmt.Sprintf("P3/P4/P5: %d objects (%d Namespaces, then ConfigMaps, headless Services and Deployments with replicas 0) over %d namespaces; a fresh etcd + kube-apiserver + kube-controller-manager per variant and repetition; bare loop: %d workers; ferry engine: apply.DefaultOptions(), client QPS %s, in a child process; timeout %s",
+			p.Sync.Objects, p.Sync.Namespaces, p.Sync.Namespaces, p.Sync.BareWorkers, qpsString(p.Sync.FerryQPS), p.Sync.Timeout),
+		fmt.Sprintf("P2: %d pushes of a %d-object app; P5 idle: %d apps, RSS after %s; P6: %d apps in chains of %d; ferry binary %s; bound per wait %s",
+			p.E2E.Pushes, p.E2E.AppObjects, p.E2E.IdleApps, p.E2E.IdleWait, p.E2E.RestoreApps, p.E2E.ChainLen, p.FerryBin, p.E2E.Timeout),
+		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
+	}
+}
+
+func qpsString(q float64) string {
+	if q <= 0 {
+		return "engine default"
+	}
+	return fmt.Sprintf("%.0f (burst %.0f)", q, 2*q)
+}
+
+func byteSize(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d bytes", st.Size())
+}
+
+// run is main without the process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	p, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if p.childMode != "" {
+		return runChild(ctx, p.childMode, fsArgs(args), stdout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.MaxTotal)
+	defer cancel()
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+	}
+	if p.Work == "" {
+		if p.Work, err = os.MkdirTemp("", "ferry-bench-"); err != nil {
+			return fmt.Errorf("scratch directory: %w", err)
+		}
+		if !p.Keep {
+			defer os.RemoveAll(p.Work)
+		}
+	} else if err := os.MkdirAll(p.Work, 0o755); err != nil {
+		return fmt.Errorf("scratch directory: %w", err)
+	}
+	mach := machine()
+	fmt.Fprintln(stdout, "machine:")
+	for _, m := range mach {
+		fmt.Fprintln(stdout, "  "+m)
+	}
+	fmt.Fprintln(stdout, "parameters:")
+	for _, d := range p.describe() {
+		fmt.Fprintln(stdout, "  "+d)
+	}
+	fmt.Fprintln(stdout, "  scratch: "+p.Work)
+
+	began := time.Now()
+	res := &results{}
+	var errs []error
+	step := func(name string, fn func() error) {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("%s: not run: %w", name, ctx.Err()))
+			return
+		}
+		logf("%s: start", name)
+		if err := fn(); err != nil {
+			logf("%s: %v", name, err)
+			res.note("%s could not be measured: %v", name, err)
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if p.wants("P1") {
+		step("P1", func() error { return runP1(ctx, p.P1, p.Work, res, logf) })
+	}
+	if (p.wants("P3") || p.wants("P4") || p.wants("P5")) && len(p.Sync.Variants) > 0 {
+		step("P3/P4/P5 sync", func() error { return runSync(ctx, p, res, logf) })
+	}
+	if p.wants("P2") || p.wants("P5") || p.wants("P6") {
+		step("P2/P5 idle/P6", func() error { return runE2E(ctx, p, res, logf) })
+	}
+	took := time.Since(began)
+	mach = append(mach, "load average at end: "+firstLine("/proc/loadavg")+" (the cores are shared with other work; see the spread in the log)")
+
+	fmt.Fprintln(stdout)
+	writeTable(stdout, res.rows)
+	for _, n := range res.notes {
+		fmt.Fprintln(stdout, "note: "+n)
+	}
+	if p.Out != "" {
+		if err := writeResults(p.Out, mach, append(p.describe(), fmt.Sprintf("only: %s", strings.Join(p.Only, ","))), res, took); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintln(stdout, "wrote "+p.Out)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fsArgs returns the arguments after the flags, for child modes that take positional ones.
+func fsArgs(args []string) []string {
+	for i, a := range args {
+		if a == "--" {
+			return args[i+1:]
+		}
+	}
+	return nil
+}
