@@ -203,4 +203,3 @@ func markPodsReady(t *testing.T, ns, selector string, stop <-chan struct{}) {
 		}
 	}
 }
-
