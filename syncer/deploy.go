@@ -192,11 +192,18 @@ func (s *Syncer) supersede(ctx context.Context, log *slog.Logger, app App, repo 
 	}
 	newer := ""
 	if j, ok, err := s.backlog.Newest(ctx, queue.KindDeploy, app.Name); err == nil && ok && j.SHA != job.SHA && j.EnqueuedAt.After(job.EnqueuedAt) {
-		newer = j.SHA
-	} else if st, ok, err := s.store.AppState(ctx, app.Name); err == nil && ok && st.AppliedSHA != "" && st.AppliedSHA != job.SHA {
-		// An out-of-order delivery: the app already runs a commit that contains this one.
-		if in, err := s.fetchAncestor(ctx, repo, job.SHA, st.AppliedSHA); err == nil && in {
-			newer = st.AppliedSHA
+		// A hook queued later may carry an older commit (out-of-order delivery): a queued commit
+		// that this one already contains supersedes nothing.
+		if behind, err := s.fetchAncestor(ctx, repo, j.SHA, job.SHA); err != nil || !behind {
+			newer = j.SHA
+		}
+	}
+	if newer == "" {
+		if st, ok, err := s.store.AppState(ctx, app.Name); err == nil && ok && st.AppliedSHA != "" && st.AppliedSHA != job.SHA {
+			// An out-of-order delivery: the app already runs a commit that contains this one.
+			if in, err := s.fetchAncestor(ctx, repo, job.SHA, st.AppliedSHA); err == nil && in {
+				newer = st.AppliedSHA
+			}
 		}
 	}
 	if newer == "" {
@@ -253,7 +260,18 @@ func transient(err error) bool {
 	case "dependencies":
 		return true
 	}
-	return apply.IsTransient(err)
+	return apply.IsTransient(err) || healthUnobserved(err)
+}
+
+// healthUnobserved reports a health wait that ended because the cluster could not be read (the
+// apiserver away or overloaded), not because the app's objects stayed unhealthy until the app's
+// timeout: no verdict on the app, so the sync is tried again like any apply that met the same error.
+func healthUnobserved(err error) bool {
+	var ae *apply.Error
+	if !errors.As(err, &ae) || ae.Stage != apply.StageHealth || ae.Err == nil || errors.Is(ae.Err, context.DeadlineExceeded) {
+		return false
+	}
+	return apply.IsTransient(ae.Err)
 }
 
 // backoff grows from 1s to 60s with the attempt number.
