@@ -110,7 +110,37 @@ func NewRecords(ctx context.Context, js jetstream.JetStream, replicas int) (*Rec
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", RecordBucket, err)
 	}
+	if replicas > 1 {
+		// Direct gets may be answered by a follower that has not yet seen the last write; the
+		// newest-commit-wins rule and the dependency gate need to read what was acknowledged,
+		// so reads go through the stream leader.
+		if kv, err = leaderReads(ctx, js); err != nil {
+			return nil, err
+		}
+	}
 	return &Records{kv: kv}, nil
+}
+
+// leaderReads turns direct gets off on the record bucket's stream and opens the bucket again, so
+// that the client reads through the leader.
+func leaderReads(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	stream := "KV_" + RecordBucket
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", RecordBucket, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("bucket %s: read through the leader: %w", RecordBucket, err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, RecordBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", RecordBucket, err)
+	}
+	return kv, nil
 }
 
 func syncKey(id string) string     { return "sync." + id }

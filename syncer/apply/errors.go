@@ -122,8 +122,9 @@ func IsTransient(err error) bool {
 	}
 	var oe *Error
 	if errors.As(err, &oe) && oe.Err != nil && oe.Err != err {
-		if oe.Stage == StageHealth {
-			// Waiting longer is the caller's decision (app timeout); the same wait is not retried.
+		if oe.Stage == StageHealth && errors.Is(oe.Err, context.DeadlineExceeded) {
+			// The app's timeout ran out: waiting longer is the caller's decision, not a retry's.
+			// Other health errors (the apiserver unreachable while polling) classify by cause.
 			return false
 		}
 		return IsTransient(oe.Err)
