@@ -28,10 +28,7 @@ test: control-plane vet
 
 # Each fuzz target runs briefly with its seed corpus: no panic, no tampered body accepted.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg; \
-	  done; done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) test/fuzz.sh
 
 # Uses $$KUBECONFIG's cluster when set; otherwise the demo builds (first time) and starts the
 # local control plane itself.
