@@ -260,18 +260,7 @@ func transient(err error) bool {
 	case "dependencies":
 		return true
 	}
-	return apply.IsTransient(err) || healthUnobserved(err)
-}
-
-// healthUnobserved reports a health wait that ended because the cluster could not be read (the
-// apiserver away or overloaded), not because the app's objects stayed unhealthy until the app's
-// timeout: no verdict on the app, so the sync is tried again like any apply that met the same error.
-func healthUnobserved(err error) bool {
-	var ae *apply.Error
-	if !errors.As(err, &ae) || ae.Stage != apply.StageHealth || ae.Err == nil || errors.Is(ae.Err, context.DeadlineExceeded) {
-		return false
-	}
-	return apply.IsTransient(ae.Err)
+	return apply.IsTransient(err)
 }
 
 // backoff grows from 1s to 60s with the attempt number.

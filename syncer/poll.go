@@ -83,10 +83,7 @@ func (p *Poller) loop(ctx context.Context, repo string) {
 			return
 		}
 	}
-	interval := p.opts.DefaultInterval
-	if d, ok := p.opts.Interval[repo]; ok && d > 0 {
-		interval = d
-	}
+	interval := p.interval(repo)
 	for {
 		// Up to 10% jitter so that replicas and repositories do not poll in lockstep.
 		wait := interval + time.Duration(rand.Int64N(int64(interval)/10+1))
@@ -97,6 +94,14 @@ func (p *Poller) loop(ctx context.Context, repo string) {
 			log.Warn("poll failed", "err", err)
 		}
 	}
+}
+
+// interval is how often repo is polled.
+func (p *Poller) interval(repo string) time.Duration {
+	if d, ok := p.opts.Interval[repo]; ok && d > 0 {
+		return d
+	}
+	return p.opts.DefaultInterval
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -128,10 +133,7 @@ func (p *Poller) Poll(ctx context.Context, repo string) error {
 	if err != nil {
 		return err
 	}
-	interval := p.opts.DefaultInterval
-	if d, ok := p.opts.Interval[repo]; ok && d > 0 {
-		interval = d
-	}
+	interval := p.interval(repo)
 	var heal []queue.Job
 	for _, app := range p.s.appsOf(repo) {
 		if !p.opts.SelfHeal[app.Name] {
