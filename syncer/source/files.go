@@ -53,12 +53,9 @@ func (c *Cache) Files(ctx context.Context, r Repo, sha, dir string) (fs.FS, erro
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
 	}
-	e, err := c.open(r)
+	e, err := c.acquire(ctx, r)
 	if err != nil {
 		return nil, err
-	}
-	if err := e.lock(ctx); err != nil {
-		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
 	}
 	defer e.unlock()
 	cm, err := e.commit(r, sha)

@@ -29,12 +29,9 @@ func (e *cached) commit(r Repo, sha string) (*object.Commit, error) {
 // IsAncestor reports whether commit a is an ancestor of commit b, or b itself: then b already
 // contains a's changes, and a sync of a can be skipped in favour of b. Both must be fetched.
 func (c *Cache) IsAncestor(ctx context.Context, r Repo, a, b string) (bool, error) {
-	e, err := c.open(r)
+	e, err := c.acquire(ctx, r)
 	if err != nil {
 		return false, err
-	}
-	if err := e.lock(ctx); err != nil {
-		return false, fmt.Errorf("repo %s: %w", r.Name, err)
 	}
 	defer e.unlock()
 	ca, err := e.commit(r, a)
@@ -67,12 +64,9 @@ func (c *Cache) IsAncestor(ctx context.Context, r Repo, a, b string) (bool, erro
 // sync. It lets a caller tell whether a commit touches an app when the webhook's list of
 // changed files was cut short.
 func (c *Cache) Changed(ctx context.Context, r Repo, from, to string) ([]string, error) {
-	e, err := c.open(r)
+	e, err := c.acquire(ctx, r)
 	if err != nil {
 		return nil, err
-	}
-	if err := e.lock(ctx); err != nil {
-		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
 	}
 	defer e.unlock()
 	toTree, err := e.tree(r, to)

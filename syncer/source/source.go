@@ -130,6 +130,18 @@ func New(opts Options) (*Cache, error) {
 	return &Cache{opts: opts, repos: map[string]*cached{}}, nil
 }
 
+// acquire opens r's cache entry and takes its lock; the caller unlocks it.
+func (c *Cache) acquire(ctx context.Context, r Repo) (*cached, error) {
+	e, err := c.open(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.lock(ctx); err != nil {
+		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+	}
+	return e, nil
+}
+
 // open returns the repository's cache entry, opening or creating the bare repository once and
 // keeping it for the life of the cache.
 func (c *Cache) open(r Repo) (*cached, error) {
@@ -175,12 +187,9 @@ func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) e
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", r.Name, err)
 	}
-	e, err := c.open(r)
+	e, err := c.acquire(ctx, r)
 	if err != nil {
 		return err
-	}
-	if err := e.lock(ctx); err != nil {
-		return fmt.Errorf("fetch %s: %w", r.Name, err)
 	}
 	defer e.unlock()
 	if _, err := e.repo.CommitObject(h); err == nil {
