@@ -120,9 +120,7 @@ func (s *Syncer) notifyQueued(ctx context.Context, job queue.Job) {
 		return
 	}
 	log := s.opts.Logger.With("sync", job.ID, "app", job.App)
-	rec := queue.Record{ID: job.ID, App: job.App, Repo: job.Repo, Kind: job.Kind, Trigger: job.Trigger, Ref: job.Ref,
-		SHA: job.SHA, PR: job.PR, DeliveryID: job.DeliveryID, State: queue.StateQueued, EnqueuedAt: job.EnqueuedAt}
-	if err := s.store.Create(ctx, rec); err != nil {
+	if err := s.store.Create(ctx, queuedRecord(job)); err != nil {
 		if !errors.Is(err, queue.ErrExists) {
 			log.Warn("queued record not stored", "err", err)
 		}

@@ -164,6 +164,11 @@ func (s *Syncer) record(ctx context.Context, job queue.Job) queue.Record {
 	if r, err := s.store.Get(ctx, job.ID); err == nil {
 		return r
 	}
+	return queuedRecord(job)
+}
+
+// queuedRecord is the record of a job that no worker has started yet.
+func queuedRecord(job queue.Job) queue.Record {
 	return queue.Record{ID: job.ID, App: job.App, Repo: job.Repo, Kind: job.Kind, Trigger: job.Trigger, Ref: job.Ref,
 		SHA: job.SHA, PR: job.PR, DeliveryID: job.DeliveryID, State: queue.StateQueued, EnqueuedAt: job.EnqueuedAt}
 }
