@@ -90,13 +90,7 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 // touched when a file under its path, or under the path of an app it depends on (in the same
 // repository, transitively), changed.
 func (s *Syncer) pushTouches(ctx context.Context, app App, repo Repo, job queue.Job) (bool, error) {
-	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, job.Ref); err != nil {
-		return true, err
-	}
-	if err := s.fetch.Fetch(ctx, repo.Source, job.Before, job.Ref); err != nil {
-		return true, err
-	}
-	changed, err := s.fetch.Changed(ctx, repo.Source, job.Before, job.SHA)
+	changed, err := s.changedSince(ctx, repo, job.Before, job.SHA, job.Ref)
 	if err != nil {
 		return true, err
 	}
@@ -118,6 +112,18 @@ func (s *Syncer) pushTouches(ctx context.Context, app App, repo Repo, job queue.
 		return false
 	}
 	return walk(app), nil
+}
+
+// changedSince fetches both commits (to through ref, from through the repository's branches) and
+// lists the paths that differ between them.
+func (s *Syncer) changedSince(ctx context.Context, repo Repo, from, to, ref string) ([]string, error) {
+	if err := s.fetch.Fetch(ctx, repo.Source, to, ref); err != nil {
+		return nil, err
+	}
+	if err := s.fetch.Fetch(ctx, repo.Source, from); err != nil {
+		return nil, err
+	}
+	return s.fetch.Changed(ctx, repo.Source, from, to)
 }
 
 func underAny(dir string, paths []string) bool {

@@ -49,13 +49,7 @@ func (s *Syncer) touches(ctx context.Context, app App, repo Repo, job queue.Job)
 	if job.BaseSHA == "" {
 		return true, fmt.Errorf("the forge named no base commit")
 	}
-	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, job.Ref); err != nil {
-		return true, err
-	}
-	if err := s.fetch.Fetch(ctx, repo.Source, job.BaseSHA); err != nil {
-		return true, err
-	}
-	changed, err := s.fetch.Changed(ctx, repo.Source, job.BaseSHA, job.SHA)
+	changed, err := s.changedSince(ctx, repo, job.BaseSHA, job.SHA, job.Ref)
 	if err != nil {
 		return true, err
 	}
