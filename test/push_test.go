@@ -81,22 +81,35 @@ func kube(t *testing.T) *kubernetes.Clientset {
 	return cs
 }
 
-// waitFinal waits for the terminal status of context on sha and returns every status of it.
+// waitFinal waits until the last status of context on sha is terminal and stays the last one
+// for a moment (a pending status that lands after the final one must be followed by the final
+// one again: no commit is left pending), then returns every status of that context.
 func waitFinal(t *testing.T, forge *forgefake.Forge, sha, context string) []forgefake.Status {
 	t.Helper()
-	_, err := forge.WaitFor(waitCtx(t, 90*time.Second), sha, context, func(s forgefake.Status) bool {
-		return s.State != "pending" && s.State != "running"
-	})
-	if err != nil {
-		t.Fatalf("no final status %s on %s: %v", context, sha[:7], err)
-	}
+	const settle = 500 * time.Millisecond
+	deadline := time.Now().Add(90 * time.Second)
 	var out []forgefake.Status
-	for _, s := range forge.Statuses(sha) {
-		if s.Context == context {
-			out = append(out, s)
+	var stableSince time.Time
+	seen := -1
+	for {
+		out = out[:0]
+		for _, s := range forge.Statuses(sha) {
+			if s.Context == context {
+				out = append(out, s)
+			}
 		}
+		final := len(out) > 0 && out[len(out)-1].State != "pending" && out[len(out)-1].State != "running"
+		if len(out) != seen {
+			seen, stableSince = len(out), time.Now()
+		}
+		if final && time.Since(stableSince) >= settle {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lasting final status %s on %s after 90s; statuses: %+v", context, sha[:7], out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return out
 }
 
 func TestGitHubPushEndToEnd(t *testing.T) {
