@@ -37,7 +37,9 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 			err := fmt.Errorf("dependency %s did not finish within %s", wait, s.opts.DependencyWait)
 			return s.fail(ctx, log, repo, job, rec, &queue.RecordError{Stage: "dependencies", Message: err.Error()}, err)
 		}
-		s.report(ctx, log, repo, job, status.Pending, "waiting for dependency "+wait)
+		if !quiet(job) {
+			s.report(ctx, log, repo, job, status.Pending, "waiting for dependency "+wait)
+		}
 		return queue.Retry(fmt.Errorf("waiting for dependency %s", wait), min(dependencyPoll*time.Duration(d.Attempt), maxDependencyPoll))
 	}
 
@@ -55,7 +57,9 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 	rec.Worker = s.opts.Worker
 	rec.Error = nil
 	s.put(ctx, log, rec)
-	s.report(ctx, log, repo, job, status.Pending, "syncing "+short(job.SHA))
+	if !quiet(job) {
+		s.report(ctx, log, repo, job, status.Pending, "syncing "+short(job.SHA))
+	}
 
 	objs, phases, err := s.load(ctx, app, repo, job)
 	if err != nil {
@@ -83,7 +87,18 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 	if n := rec.Counts["pruned"]; n > 0 {
 		desc += fmt.Sprintf(", pruned %d", n)
 	}
+	if quiet(job) && rec.Counts["created"]+rec.Counts["configured"]+rec.Counts["pruned"] == 0 {
+		// A start-up or self-heal sync that found the cluster as Git says: the commit already
+		// carries its status, and a restart must not post it again.
+		return s.succeedQuietly(ctx, log, job, rec, "nothing to change")
+	}
 	return s.succeed(ctx, log, repo, job, rec, desc)
+}
+
+// quiet jobs re-sync a commit that already has its status (start-up recovery, self-heal): they
+// post a status only when they change the cluster or fail.
+func quiet(job queue.Job) bool {
+	return job.Trigger == queue.TriggerStartup || job.Trigger == queue.TriggerDrift
 }
 
 // pushTouches diffs a push whose forge payload did not list every changed path: the app is
@@ -196,6 +211,13 @@ func (s *Syncer) supersede(ctx context.Context, log *slog.Logger, app App, repo 
 	if job.Trigger == queue.TriggerManual {
 		return false, nil
 	}
+	if job.Trigger == queue.TriggerPush {
+		// Another sync already applied this very commit (say, start-up recovery while this job
+		// waited for redelivery after a crash): the commit has its final status from that sync.
+		if st, ok, err := s.store.AppState(ctx, app.Name); err == nil && ok && st.AppliedSHA == job.SHA && st.SyncID != job.ID {
+			return true, s.succeedQuietly(ctx, log, job, rec, "already applied by sync "+st.SyncID)
+		}
+	}
 	newer := ""
 	if j, ok, err := s.backlog.Newest(ctx, queue.KindDeploy, app.Name); err == nil && ok && j.SHA != job.SHA && j.EnqueuedAt.After(job.EnqueuedAt) {
 		// A hook queued later may carry an older commit (out-of-order delivery): a queued commit
@@ -226,7 +248,9 @@ func (s *Syncer) supersede(ctx context.Context, log *slog.Logger, app App, repo 
 	now := s.opts.Now()
 	rec.State, rec.Message, rec.FinishedAt, rec.Status = queue.StateSkipped, desc, &now, string(state)
 	s.put(ctx, log, rec)
-	s.report(ctx, log, repo, job, state, desc)
+	if !quiet(job) {
+		s.report(ctx, log, repo, job, state, desc)
+	}
 	s.metrics.finished(job, queue.StateSkipped, 0)
 	log.Info("sync skipped", "reason", desc)
 	return true, nil

@@ -27,6 +27,18 @@ func (s *Syncer) succeed(ctx context.Context, log *slog.Logger, repo Repo, job q
 	return nil
 }
 
+// succeedQuietly records a successful sync without posting a status: the commit already has
+// the one that counts.
+func (s *Syncer) succeedQuietly(ctx context.Context, log *slog.Logger, job queue.Job, rec queue.Record, desc string) error {
+	now := s.opts.Now()
+	rec.State, rec.Message, rec.FinishedAt, rec.Error = queue.StateSucceeded, desc, &now, nil
+	s.put(ctx, log, rec)
+	s.putState(ctx, log, queue.AppState{App: job.App, SHA: job.SHA, State: queue.StateSucceeded, SyncID: job.ID, At: now, AppliedSHA: job.SHA})
+	s.metrics.finished(job, queue.StateSucceeded, elapsed(rec))
+	log.Info("sync succeeded", "summary", desc)
+	return nil
+}
+
 // fail records and reports a failed sync; the returned error ends the job for good.
 func (s *Syncer) fail(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, rec queue.Record, re *queue.RecordError, cause error) error {
 	now := s.opts.Now()
@@ -124,6 +136,9 @@ func (s *Syncer) notifyQueued(ctx context.Context, job queue.Job) {
 		if !errors.Is(err, queue.ErrExists) {
 			log.Warn("queued record not stored", "err", err)
 		}
+		return
+	}
+	if quiet(job) {
 		return
 	}
 	s.report(ctx, log, repo, job, status.Pending, "queued")

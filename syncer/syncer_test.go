@@ -419,3 +419,40 @@ func TestTransientFailuresAreBoundedAcrossDeliveries(t *testing.T) {
 		t.Fatalf("last status %q, want a failure", last)
 	}
 }
+
+func TestRestartDoesNotPostAgain(t *testing.T) {
+	w := newWorld(t)
+	// Start-up recovery finds the cluster as Git says: no status at all.
+	w.applier.sync = func(apply.App, string, []render.Object) (*apply.Result, error) {
+		return &apply.Result{Unchanged: 1}, nil
+	}
+	start := job("api", "aaa", time.Now())
+	start.Trigger, start.ID = queue.TriggerStartup, "startup"
+	w.s.notifyQueued(t.Context(), start)
+	if err := w.s.Handle(t.Context(), start, queue.Delivery{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.rep.states("aaa"); len(got) != 0 {
+		t.Fatalf("a no-op start-up sync posted %q", got)
+	}
+	// On a new cluster it changes things, and says so.
+	w.applier.sync = func(apply.App, string, []render.Object) (*apply.Result, error) { return &apply.Result{Created: 1}, nil }
+	start.ID = "startup-2"
+	if err := w.s.Handle(t.Context(), start, queue.Delivery{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.rep.states("aaa"); len(got) != 1 || !strings.HasPrefix(got[0], "success applied") {
+		t.Fatalf("a start-up sync that created objects posted %q", got)
+	}
+	// The push job of the same commit, redelivered after a crash, finds it applied: no second final status.
+	push := job("api", "aaa", time.Now())
+	if err := w.s.Handle(t.Context(), push, queue.Delivery{Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.rep.states("aaa"); len(got) != 1 {
+		t.Fatalf("statuses after the redelivered push job: %q", got)
+	}
+	if len(w.applier.runs) != 2 {
+		t.Errorf("the redelivered push job applied again: %v", w.applier.runs)
+	}
+}

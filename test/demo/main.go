@@ -89,7 +89,7 @@ func run(ctx context.Context, env *demoEnv, getenv func(string) string) error {
 	say("ferry serving on %s (log: %s)", f.url, f.log)
 
 	say("ferry syncs every app at its branch head on start; waiting for %s", first[:7])
-	if err := forge.wait(ctx, first, []string{"ferry/database", "ferry/api"}); err != nil {
+	if err := waitSynced(ctx, f.url, first, "database", "api"); err != nil {
 		return err
 	}
 
@@ -355,4 +355,40 @@ func listManaged(ctx context.Context, kubeconfig string) error {
 		fmt.Printf("    service/%-24s namespace %-10s app %s\n", svc.Name, svc.Namespace, svc.Labels["ferry.dev/app"])
 	}
 	return nil
+}
+
+// waitSynced waits (at most two minutes) until each app's last sync is a success at sha, read
+// from ferry's API: a start-up sync posts a status only when it changes the cluster.
+func waitSynced(ctx context.Context, base, sha string, apps ...string) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		done := 0
+		for _, app := range apps {
+			var v struct {
+				LastSync *struct {
+					SHA   string `json:"sha"`
+					State string `json:"state"`
+				} `json:"lastSync"`
+			}
+			if err := getJSON(ctx, base+"/api/v1/apps/"+app, &v); err == nil && v.LastSync != nil && v.LastSync.SHA == sha {
+				if v.LastSync.State == "failed" {
+					return fmt.Errorf("app %s failed at %s; see %s/api/v1/apps/%s", app, sha[:7], base, app)
+				}
+				if v.LastSync.State == "succeeded" {
+					done++
+				}
+			}
+		}
+		if done == len(apps) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("apps %v not synced at %s after 2 minutes", apps, sha[:7])
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
