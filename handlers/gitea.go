@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -91,7 +90,7 @@ func (giteaProvider) parse(h http.Header, body []byte) (Event, error) {
 
 func giteaParsePush(id string, body []byte) (Event, error) {
 	var p giteaPush
-	if err := json.Unmarshal(body, &p); err != nil {
+	if err := decodePayload(body, &p); err != nil {
 		return Event{}, fmt.Errorf("gitea push payload: %w: %w", ErrPayload, err)
 	}
 	if p.Ref == "" || p.After == "" {
@@ -119,7 +118,7 @@ func giteaParsePush(id string, body []byte) (Event, error) {
 
 func giteaParsePullRequest(id string, body []byte) (Event, error) {
 	var p giteaPullRequest
-	if err := json.Unmarshal(body, &p); err != nil {
+	if err := decodePayload(body, &p); err != nil {
 		return Event{}, fmt.Errorf("gitea pull_request payload: %w: %w", ErrPayload, err)
 	}
 	if !giteaPRActions[p.Action] {

@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
@@ -59,7 +58,7 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 		// Pushes are the hot path: decode only the fields ferry reads, not the whole document
 		// into go-github's types (most of a push payload is repository and user detail).
 		var p githubPushPayload
-		if err := json.Unmarshal(payload, &p); err != nil {
+		if err := decodePayload(payload, &p); err != nil {
 			return Event{}, fmt.Errorf("github push payload: %w: %w", ErrPayload, err)
 		}
 		return githubPush(id, &p)
