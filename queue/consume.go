@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,20 +56,22 @@ type ConsumeOptions struct {
 	// Grace is how long in-flight jobs may run on after ctx is cancelled before they are
 	// cancelled too and handed back to the stream.
 	Grace time.Duration
-	// PreviewConcurrency is how many previews of one app may run at once across replicas.
+	// PreviewConcurrency is how many previews may run at once across all replicas.
 	PreviewConcurrency int
 	Logger             *slog.Logger
 }
 
 // DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
 func DefaultConsumeOptions() ConsumeOptions {
-	return ConsumeOptions{Workers: 4, AckWait: 30 * time.Second, MaxDeliver: DefaultMaxDeliver, Grace: 60 * time.Second, PreviewConcurrency: 2, Logger: slog.Default()}
+	return ConsumeOptions{Workers: 4, AckWait: 30 * time.Second, MaxDeliver: DefaultMaxDeliver, Grace: 60 * time.Second, PreviewConcurrency: 4, Logger: slog.Default()}
 }
 
 // Consume runs jobs for apps until ctx is cancelled, then stops taking new ones and waits for
-// the running ones (at most Grace). Each app has one durable consumer per kind; deploy consumers
-// allow one unacknowledged job at a time, so an app never has two syncs at once, whichever
-// worker or replica holds the job.
+// the running ones (at most Grace). Each app has one durable deploy consumer that allows one
+// unacknowledged job at a time, so an app never has two syncs at once, whichever worker or
+// replica holds the job. Previews write nothing and need no such order: one durable consumer
+// takes them for every app, PreviewConcurrency at a time, which keeps an idle server with many
+// apps at one consumer per app rather than two.
 func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts ConsumeOptions) error {
 	if opts.Workers < 1 {
 		opts.Workers = 1
@@ -90,29 +93,42 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	})
 	defer stopGrace()
 
+	if err := q.dropPerAppPreviewConsumers(ctx); err != nil {
+		return err
+	}
+	configs := make([]jetstream.ConsumerConfig, 0, len(apps)+1)
+	for _, app := range apps {
+		configs = append(configs, q.consumerConfig(string(KindDeploy)+"-"+app, Subject(KindDeploy, app),
+			fmt.Sprintf("deploy jobs of app %s", app), 1, opts))
+	}
+	configs = append(configs, q.consumerConfig(string(KindPreview), subjectPrefix+"."+string(KindPreview)+".>",
+		"preview jobs of every app", max(opts.PreviewConcurrency, 1), opts))
+
 	slots := make(chan struct{}, opts.Workers)
 	var wg sync.WaitGroup
 	var iters []jetstream.MessagesContext
-	for _, app := range apps {
-		for _, kind := range []Kind{KindDeploy, KindPreview} {
-			cons, err := q.consumer(ctx, kind, app, opts)
-			if err != nil {
-				for _, it := range iters {
-					it.Stop()
-				}
-				return err
-			}
-			it, err := cons.Messages(jetstream.PullMaxMessages(1))
-			if err != nil {
-				return fmt.Errorf("consume %s jobs of %s: %w", kind, app, err)
-			}
-			iters = append(iters, it)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				q.pump(ctx, work, it, slots, h, opts)
-			}()
+	stopAll := func() {
+		for _, it := range iters {
+			it.Stop()
 		}
+	}
+	for _, cfg := range configs {
+		cons, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, cfg)
+		if err != nil {
+			stopAll()
+			return fmt.Errorf("create consumer for %s: %w", cfg.Description, err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(1))
+		if err != nil {
+			stopAll()
+			return fmt.Errorf("consume %s: %w", cfg.Description, err)
+		}
+		iters = append(iters, it)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q.pump(ctx, work, it, slots, h, opts)
+		}()
 	}
 	<-ctx.Done()
 	for _, it := range iters {
@@ -122,25 +138,43 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	return nil
 }
 
-func (q *Queue) consumer(ctx context.Context, kind Kind, app string, opts ConsumeOptions) (jetstream.Consumer, error) {
-	maxPending := 1
-	if kind == KindPreview && opts.PreviewConcurrency > 1 {
-		maxPending = opts.PreviewConcurrency
-	}
-	cons, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
-		Durable:       string(kind) + "-" + app,
-		Description:   fmt.Sprintf("%s jobs of app %s", kind, app),
-		FilterSubject: Subject(kind, app),
+func (q *Queue) consumerConfig(durable, filter, description string, maxPending int, opts ConsumeOptions) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   description,
+		FilterSubject: filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       opts.AckWait,
 		MaxDeliver:    opts.MaxDeliver,
 		MaxAckPending: maxPending,
 		Replicas:      q.opts.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create consumer for %s jobs of %s: %w", kind, app, err)
 	}
-	return cons, nil
+}
+
+// dropPerAppPreviewConsumers deletes the per-app preview consumers that ferry created before
+// previews shared one consumer: a work-queue stream refuses a consumer whose filter overlaps
+// another's, and their jobs are the shared consumer's now.
+func (q *Queue) dropPerAppPreviewConsumers(ctx context.Context) error {
+	stream, err := q.js.Stream(ctx, StreamName)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", StreamName, err)
+	}
+	names := stream.ConsumerNames(ctx)
+	var stale []string
+	for name := range names.Name() {
+		if strings.HasPrefix(name, string(KindPreview)+"-") {
+			stale = append(stale, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("list consumers: %w", err)
+	}
+	for _, name := range stale {
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("delete consumer %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // pump takes one consumer's messages and runs each in a worker slot.

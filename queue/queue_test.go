@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,6 +210,83 @@ func TestOneSyncPerAppAtATime(t *testing.T) {
 	}
 	if maxParallel.Load() < 2 {
 		t.Fatalf("different apps never ran in parallel (max %d)", maxParallel.Load())
+	}
+}
+
+func TestPreviewsShareOneBoundedConsumer(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	// A per-app preview consumer as ferry used to create them, holding a job: the shared
+	// consumer must replace it (a work-queue stream refuses overlapping filters) and run the job.
+	legacy := q.consumerConfig("preview-a", Subject(KindPreview, "a"), "preview jobs of app a", 2, quietOptions())
+	if _, err := q.js.CreateOrUpdateConsumer(t.Context(), StreamName, legacy); err != nil {
+		t.Fatal(err)
+	}
+	apps := []string{"a", "b", "c"}
+	var jobs []Job
+	for i := range 4 {
+		for _, app := range apps {
+			j := testJob(app, fmt.Sprintf("sha%d", i), fmt.Sprintf("pr-%s-%d", app, i))
+			j.Kind, j.Trigger, j.PR = KindPreview, TriggerPR, i+1
+			jobs = append(jobs, j)
+		}
+	}
+	if _, err := q.Enqueue(t.Context(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	var now, maxParallel, total atomic.Int32
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	opts := quietOptions()
+	opts.Workers = 4
+	opts.PreviewConcurrency = 3
+	handler := func(_ context.Context, j Job, _ Delivery) error {
+		if j.Kind != KindPreview {
+			t.Errorf("job %s has kind %s", j.ID, j.Kind)
+		}
+		n := now.Add(1)
+		for {
+			m := maxParallel.Load()
+			if n <= m || maxParallel.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		now.Add(-1)
+		if total.Add(1) == int32(len(jobs)) {
+			cancel()
+		}
+		return nil
+	}
+	// Two replicas with 4 workers each: 8 slots, but previews are bounded across both.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if err := q.Consume(ctx, apps, handler, opts); err != nil {
+				t.Errorf("consume: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := total.Load(); got != int32(len(jobs)) {
+		t.Fatalf("ran %d previews, want %d", got, len(jobs))
+	}
+	if m := maxParallel.Load(); m < 2 || m > 3 {
+		t.Fatalf("at most %d previews ran at once, want 2 or 3 (PreviewConcurrency 3)", m)
+	}
+	stream, err := q.js.Stream(t.Context(), StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	lister := stream.ConsumerNames(t.Context())
+	for n := range lister.Name() {
+		if strings.HasPrefix(n, "preview") {
+			names = append(names, n)
+		}
+	}
+	if diff := cmp.Diff([]string{"preview"}, names); diff != "" {
+		t.Fatalf("preview consumers (-want +got):\n%s", diff)
 	}
 }
 

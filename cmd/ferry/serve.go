@@ -24,7 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -113,7 +113,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	clientset, err := kubernetes.NewForConfig(kube)
+	disco, err := discovery.NewDiscoveryClientForConfig(kube)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -122,7 +122,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
-				return clientset.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+				return disco.RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
 			}},
 		},
 	})
