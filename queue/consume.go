@@ -227,7 +227,11 @@ func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan str
 	}
 	defer func() { <-slots }()
 
-	err := h(work, job, d)
+	// The job runs on a goroutine of its own: a sync grows its stack to tens of kilobytes, which
+	// would otherwise stay with this consumer's long-lived pump once the job is done.
+	errc := make(chan error, 1)
+	go func() { errc <- h(work, job, d) }()
+	err := <-errc
 	stopAlive()
 	var retry *RetryError
 	switch {
