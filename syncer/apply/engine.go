@@ -32,7 +32,7 @@ import (
 const (
 	DefaultFieldManager       = "ferry"
 	DefaultInventoryNamespace = "ferry-system"
-	DefaultConcurrency        = 8
+	DefaultConcurrency        = 16
 	DefaultPollInterval       = 2 * time.Second
 	DefaultTimeout            = 5 * time.Minute
 	defaultQPS                = 500
