@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // TestSyncHealthReady: the shared cluster runs the controller manager but no kubelet, so the test
@@ -102,5 +104,72 @@ func TestSyncHealthTimeout(t *testing.T) {
 	_, _ = v.sync(t, app, "r1", namespace(t, "t-unhealthy"), configMap(t, "", "cfg", "1"), deployment(t, "stuck", 1))
 	if got := v.c.count("PATCH", ""); got != 0 {
 		t.Errorf("re-sync of an unhealthy app re-applied %d objects", got)
+	}
+}
+
+// deploymentList is a LIST response as the apiserver sends it: items without apiVersion and kind,
+// managed fields, and a continue token.
+const deploymentList = `{"kind":"DeploymentList","apiVersion":"apps/v1","metadata":{"resourceVersion":"812","continue":"eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ"},
+"items":[
+ {"metadata":{"name":"web","namespace":"shop","uid":"5d0e","resourceVersion":"801","generation":3,"labels":{"ferry.dev/app":"shop"},
+   "managedFields":[{"manager":"ferry","operation":"Apply","apiVersion":"apps/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:replicas":{}}}}]},
+  "spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}},
+   "strategy":{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":"25%","maxSurge":"25%"}},"progressDeadlineSeconds":600},
+  "status":{"observedGeneration":3,"replicas":2,"updatedReplicas":2,"readyReplicas":2,"availableReplicas":2,
+   "conditions":[{"type":"Available","status":"True","reason":"MinimumReplicasAvailable"},{"type":"Progressing","status":"True","reason":"NewReplicaSetAvailable"}]}},
+ {"metadata":{"name":"api","namespace":"shop","generation":5,"labels":{"ferry.dev/app":"shop"}},
+  "spec":{"replicas":3,"selector":{"matchLabels":{"app":"api"}},"template":{"metadata":{"labels":{"app":"api"}},"spec":{"containers":[{"name":"api","image":"api:2","resources":{"limits":{"cpu":0.5}}}]}}},
+  "status":{"observedGeneration":4,"replicas":3,"updatedReplicas":1,"readyReplicas":3,"availableReplicas":3}},
+ {"metadata":{"name":"old","namespace":"shop","generation":1,"deletionTimestamp":"2026-11-23T10:00:00Z","labels":{"ferry.dev/app":"shop"}},
+  "spec":{"replicas":1},"status":{"observedGeneration":1,"replicas":1,"readyReplicas":1,"availableReplicas":1,"updatedReplicas":1}}
+]}`
+
+// TestDecodeHealthList checks that the lean decoding health polls with gives kstatus the same
+// verdicts as decoding the whole list into unstructured objects, with integers kept as int64.
+func TestDecodeHealthList(t *testing.T) {
+	got, cont, err := decodeHealthList([]byte(deploymentList), "apps/v1", "Deployment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cont != "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ" {
+		t.Errorf("continue token %q", cont)
+	}
+	var full unstructured.UnstructuredList
+	if err := full.UnmarshalJSON([]byte(deploymentList)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(full.Items) {
+		t.Fatalf("decoded %d items, want %d", len(got), len(full.Items))
+	}
+	want := []status.Status{status.CurrentStatus, status.InProgressStatus, status.TerminatingStatus}
+	for i, u := range got {
+		f := &full.Items[i]
+		if u.GetName() != f.GetName() || u.GetNamespace() != f.GetNamespace() || u.GetKind() != "Deployment" || u.GetAPIVersion() != "apps/v1" {
+			t.Errorf("item %d is %s %s/%s (%s), want Deployment %s/%s (apps/v1)", i, u.GetKind(), u.GetNamespace(), u.GetName(), u.GetAPIVersion(), f.GetNamespace(), f.GetName())
+		}
+		lean, err := status.Compute(u)
+		if err != nil {
+			t.Fatalf("kstatus on lean %s: %v", u.GetName(), err)
+		}
+		whole, err := status.Compute(f)
+		if err != nil {
+			t.Fatalf("kstatus on whole %s: %v", f.GetName(), err)
+		}
+		if lean.Status != whole.Status || lean.Message != whole.Message {
+			t.Errorf("%s: lean decode gives %s (%q), whole decode %s (%q)", u.GetName(), lean.Status, lean.Message, whole.Status, whole.Message)
+		}
+		if lean.Status != want[i] {
+			t.Errorf("%s: status %s, want %s", u.GetName(), lean.Status, want[i])
+		}
+	}
+	if r, ok := got[0].Object["spec"].(map[string]any)["replicas"].(int64); !ok || r != 2 {
+		t.Errorf("spec.replicas decoded as %#v, want int64 2", got[0].Object["spec"].(map[string]any)["replicas"])
+	}
+	cpu := got[1].Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["resources"].(map[string]any)["limits"].(map[string]any)["cpu"]
+	if cpu != 0.5 {
+		t.Errorf("a fractional number decoded as %#v, want float64 0.5", cpu)
+	}
+	if _, _, err := decodeHealthList([]byte(`{"items":[{"metadata":{"name":1}}]}`), "apps/v1", "Deployment"); err == nil {
+		t.Error("a malformed list decoded without error")
 	}
 }
