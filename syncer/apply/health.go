@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -173,95 +171,18 @@ func (e *Engine) pollHealth(ctx context.Context, app string, pending map[string]
 	return joinErrs(errs)
 }
 
-// healthList is what health reads of a LIST response: each item's name, generation, deletion
-// mark, spec and status. Managed fields, annotations and the rest are skipped without being
-// decoded, which makes polling hundreds of Deployments several times cheaper than decoding them
-// whole into unstructured objects.
-type healthList struct {
-	Metadata struct {
-		Continue string `json:"continue"`
-	} `json:"metadata"`
-	Items []struct {
-		Metadata struct {
-			Name              string `json:"name"`
-			Namespace         string `json:"namespace"`
-			Generation        int64  `json:"generation"`
-			DeletionTimestamp string `json:"deletionTimestamp"`
-		} `json:"metadata"`
-		Spec   map[string]any `json:"spec"`
-		Status map[string]any `json:"status"`
-	} `json:"items"`
-}
-
 // listForHealth reads one page of the objects of gvr labelled sel, as kstatus needs them, and
 // returns the continue token of the next page ("" on the last). A resource the apiserver does not
 // serve yields NotFound.
 func (e *Engine) listForHealth(ctx context.Context, gvr schema.GroupVersionResource, kind, sel, cont string) ([]*unstructured.Unstructured, string, error) {
-	path := "/apis/" + gvr.Group + "/" + gvr.Version + "/" + gvr.Resource
-	if gvr.Group == "" {
-		path = "/api/" + gvr.Version + "/" + gvr.Resource
-	}
-	req := e.core.RESTClient().Get().AbsPath(path).SetHeader("Accept", "application/json").
+	req := e.core.RESTClient().Get().AbsPath(resourcePath(gvr, "", "")).SetHeader("Accept", "application/json").
 		Param("labelSelector", sel).Param("limit", strconv.Itoa(listPageSize))
 	if cont != "" {
 		req = req.Param("continue", cont)
 	}
-	body, err := req.Do(ctx).Raw()
+	body, err := rawBody(req.Do(ctx))
 	if err != nil {
 		return nil, "", err
 	}
-	return decodeHealthList(body, gvr.GroupVersion().String(), kind)
+	return decodeLeanList(body, gvr.GroupVersion().String(), kind)
 }
-
-// decodeHealthList turns a LIST response into objects carrying what kstatus reads, with the
-// list's apiVersion and kind (items of built-in lists carry neither).
-func decodeHealthList(body []byte, apiVersion, kind string) ([]*unstructured.Unstructured, string, error) {
-	var l healthList
-	if err := jsonv2.Unmarshal(body, &l, jsontext.AllowDuplicateNames(true), intsAsInt64); err != nil {
-		return nil, "", fmt.Errorf("decode %s list: %w", kind, err)
-	}
-	out := make([]*unstructured.Unstructured, 0, len(l.Items))
-	for _, it := range l.Items {
-		md := map[string]any{"name": it.Metadata.Name}
-		if it.Metadata.Namespace != "" {
-			md["namespace"] = it.Metadata.Namespace
-		}
-		if it.Metadata.Generation != 0 {
-			md["generation"] = it.Metadata.Generation
-		}
-		if it.Metadata.DeletionTimestamp != "" {
-			md["deletionTimestamp"] = it.Metadata.DeletionTimestamp
-		}
-		obj := map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": md}
-		if it.Spec != nil {
-			obj["spec"] = it.Spec
-		}
-		if it.Status != nil {
-			obj["status"] = it.Status
-		}
-		out = append(out, &unstructured.Unstructured{Object: obj})
-	}
-	return out, l.Metadata.Continue, nil
-}
-
-// intsAsInt64 decodes JSON integers held in interface values as int64, as apimachinery does:
-// kstatus reads generations and replica counts as integers and ignores float64s.
-var intsAsInt64 = jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, v *any) error {
-	if dec.PeekKind() != '0' {
-		return errors.ErrUnsupported
-	}
-	tok, err := dec.ReadToken()
-	if err != nil {
-		return err
-	}
-	if i, err := strconv.ParseInt(tok.String(), 10, 64); err == nil {
-		*v = i
-		return nil
-	}
-	f, err := strconv.ParseFloat(tok.String(), 64)
-	if err != nil {
-		return err
-	}
-	*v = f
-	return nil
-}))

@@ -124,10 +124,10 @@ const deploymentList = `{"kind":"DeploymentList","apiVersion":"apps/v1","metadat
   "spec":{"replicas":1},"status":{"observedGeneration":1,"replicas":1,"readyReplicas":1,"availableReplicas":1,"updatedReplicas":1}}
 ]}`
 
-// TestDecodeHealthList checks that the lean decoding health polls with gives kstatus the same
+// TestDecodeLeanList checks that the lean decoding health polls with gives kstatus the same
 // verdicts as decoding the whole list into unstructured objects, with integers kept as int64.
-func TestDecodeHealthList(t *testing.T) {
-	got, cont, err := decodeHealthList([]byte(deploymentList), "apps/v1", "Deployment")
+func TestDecodeLeanList(t *testing.T) {
+	got, cont, err := decodeLeanList([]byte(deploymentList), "apps/v1", "Deployment")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestDecodeHealthList(t *testing.T) {
 	if cpu != 0.5 {
 		t.Errorf("a fractional number decoded as %#v, want float64 0.5", cpu)
 	}
-	if _, _, err := decodeHealthList([]byte(`{"items":[{"metadata":{"name":1}}]}`), "apps/v1", "Deployment"); err == nil {
+	if _, _, err := decodeLeanList([]byte(`{"items":[{"metadata":{"name":1}}]}`), "apps/v1", "Deployment"); err == nil {
 		t.Error("a malformed list decoded without error")
 	}
 }
