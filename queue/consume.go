@@ -58,7 +58,13 @@ type ConsumeOptions struct {
 	Grace time.Duration
 	// PreviewConcurrency is how many previews may run at once across all replicas.
 	PreviewConcurrency int
-	Logger             *slog.Logger
+	// Idle, when set, is called once this process's workers have had no job for IdleDelay
+	// after running some: a burst of syncs is over. ferry hands memory back to the OS there.
+	Idle      func()
+	IdleDelay time.Duration
+	Logger    *slog.Logger
+
+	idle *idleWatch // set by Consume
 }
 
 // DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
@@ -105,6 +111,7 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 		"preview jobs of every app", max(opts.PreviewConcurrency, 1), opts))
 
 	slots := make(chan struct{}, opts.Workers)
+	opts.idle = newIdleWatch(opts.Idle, opts.IdleDelay)
 	var wg sync.WaitGroup
 	var iters []jetstream.MessagesContext
 	stopAll := func() {
@@ -226,6 +233,8 @@ func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan str
 		return
 	}
 	defer func() { <-slots }()
+	opts.idle.begin()
+	defer opts.idle.end()
 
 	// The job runs on a goroutine of its own: a sync grows its stack to tens of kilobytes, which
 	// would otherwise stay with this consumer's long-lived pump once the job is done.
@@ -273,4 +282,58 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// idleWatch calls fn once no job has run for delay after the last one ended.
+type idleWatch struct {
+	fn      func()
+	delay   time.Duration
+	mu      sync.Mutex
+	running int
+	timer   *time.Timer
+}
+
+func newIdleWatch(fn func(), delay time.Duration) *idleWatch {
+	if delay <= 0 {
+		delay = 2 * time.Second
+	}
+	return &idleWatch{fn: fn, delay: delay}
+}
+
+func (w *idleWatch) begin() {
+	if w == nil || w.fn == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running++
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+}
+
+func (w *idleWatch) end() {
+	if w == nil || w.fn == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running--
+	if w.running > 0 {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(w.delay, func() {
+		w.mu.Lock()
+		current := w.timer == t && w.running == 0
+		if current {
+			w.timer = nil
+		}
+		w.mu.Unlock()
+		if current {
+			w.fn()
+		}
+	})
+	w.timer = t
 }

@@ -290,6 +290,72 @@ func TestPreviewsShareOneBoundedConsumer(t *testing.T) {
 	}
 }
 
+func TestIdleCalledOnceAfterABurst(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	var jobs []Job
+	for i := range 6 {
+		jobs = append(jobs, testJob(fmt.Sprintf("app-%d", i%3), fmt.Sprintf("sha%d", i), fmt.Sprintf("d-%d", i)))
+	}
+	var running, done, idleCalls, idleWhileRunning atomic.Int32
+	idle := make(chan struct{}, 10)
+	opts := quietOptions()
+	opts.Workers = 2
+	opts.IdleDelay = 300 * time.Millisecond
+	opts.Idle = func() {
+		if running.Load() != 0 {
+			idleWhileRunning.Add(1)
+		}
+		idleCalls.Add(1)
+		idle <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	consumed := make(chan error, 1)
+	go func() {
+		consumed <- q.Consume(ctx, []string{"app-0", "app-1", "app-2"}, func(context.Context, Job, Delivery) error {
+			running.Add(1)
+			defer running.Add(-1)
+			// Shorter than IdleDelay: the gaps between jobs of the burst are not idleness.
+			time.Sleep(50 * time.Millisecond)
+			done.Add(1)
+			return nil
+		}, opts)
+	}()
+	if _, err := q.Enqueue(t.Context(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		t.Fatal("Idle was never called after the burst")
+	}
+	if got := done.Load(); got != int32(len(jobs)) {
+		t.Fatalf("Idle called after %d of %d jobs", got, len(jobs))
+	}
+	// Nothing more runs: no second call.
+	time.Sleep(3 * opts.IdleDelay)
+	if got := idleCalls.Load(); got != 1 {
+		t.Fatalf("Idle called %d times after one burst, want 1", got)
+	}
+	// A second burst ends with a second call.
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("app-1", "sha-next", "d-next")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		t.Fatal("Idle was not called after the second burst")
+	}
+	if idleWhileRunning.Load() != 0 {
+		t.Fatalf("Idle called %d times while a job ran", idleWhileRunning.Load())
+	}
+	cancel()
+	if err := <-consumed; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRecordsHistory(t *testing.T) {
 	e, nc, q := startQueue(t, t.TempDir())
 	t.Cleanup(func() { nc.Close(); e.Shutdown() })

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,8 @@ const (
 	// shutdownGrace is how long running syncs may finish after SIGTERM before they are cut
 	// short and handed back to the stream for another replica.
 	shutdownGrace = 60 * time.Second
+	// idleRelease is how long the workers must have had no job before memory is handed back.
+	idleRelease = 5 * time.Second
 )
 
 // serve runs ferry until ctx is cancelled, then shuts down in order: stop accepting hooks, stop
@@ -144,6 +147,10 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	wg.Go(func() { s.RunNotifier(work) })
 	copts := queue.DefaultConsumeOptions()
 	copts.Workers, copts.Grace, copts.Logger = workers, shutdownGrace, log.With("part", "queue")
+	// Syncs come in bursts (a push to a monorepo, start-up recovery) with long quiet spells
+	// between them; once a burst is over, the heap it left behind goes back to the OS rather
+	// than waiting for the runtime's next forced collection.
+	copts.Idle, copts.IdleDelay = debug.FreeOSMemory, idleRelease
 	var consumeDone sync.WaitGroup
 	consumeDone.Go(func() {
 		if err := q.Consume(work, appNames(cfg), s.Handle, copts); err != nil {
