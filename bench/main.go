@@ -75,7 +75,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.IntVar(&p.Sync.Namespaces, "namespaces", 10, "P3/P4/P5: namespaces the objects spread over")
 	fs.IntVar(&p.Sync.BareWorkers, "bare-workers", 4, "P3 (b): parallel SSA workers of the bare client-go loop")
 	fs.Float64Var(&p.Sync.FerryQPS, "ferry-qps", 0, "P3: client QPS of the ferry engine; 0 keeps the engine's own default, as cmd/ferry does")
-	variants := fs.String("p3-variants", "kubectl,bare,ferry", "P3: variants to run (kubectl, bare, ferry, ferry-default-qps)")
+	variants := fs.String("p3-variants", "kubectl,bare,ferry", "P3: variants to run (kubectl, bare, ferry)")
 	fs.DurationVar(&p.Sync.Timeout, "sync-timeout", 5*time.Minute, "P3/P4: bound of each apply")
 
 	fs.IntVar(&p.E2E.Pushes, "p2-pushes", 30, "P2: pushes measured")
@@ -110,8 +110,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 			p.Sync.Variants = append(p.Sync.Variants, vBare)
 		case "ferry":
 			p.Sync.Variants = append(p.Sync.Variants, vFerry)
-		case "ferry-default-qps":
-			p.Sync.Variants = append(p.Sync.Variants, vFerryDefault)
 		default:
 			return nil, fmt.Errorf("-p3-variants: unknown variant %q", v)
 		}
