@@ -40,6 +40,7 @@ var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6"}
 type params struct {
 	Only      []string
 	Reps      int
+	P3Reps    int
 	Out       string
 	Work      string
 	K8sBin    string
@@ -58,6 +59,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	p := &params{}
 	only := fs.String("only", strings.Join(measures, ","), "comma-separated measures to run (P5 sync is measured with P3)")
 	fs.IntVar(&p.Reps, "reps", 3, "repetitions of each measure; the table shows medians")
+	fs.IntVar(&p.P3Reps, "p3-reps", 5, "repetitions of P3/P4/P5 (sync), whose kubectl baseline varies most from run to run; 0 uses -reps")
 	fs.StringVar(&p.Out, "out", "bench/RESULTS.md", "results file ('' to skip writing)")
 	fs.StringVar(&p.Work, "work", "", "scratch directory (default: a new temporary directory, removed afterwards)")
 	fs.StringVar(&p.K8sBin, "k8s-bin", getenv("FERRY_K8S_BIN"), "directory with etcd, kube-apiserver, kube-controller-manager and kubectl (FERRY_K8S_BIN)")
@@ -118,6 +120,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 		return nil, errors.New("-reps must be at least 1")
 	}
 	p.P1.Reps, p.Sync.Reps = p.Reps, p.Reps
+	if p.P3Reps > 0 {
+		p.Sync.Reps = p.P3Reps
+	}
 	p.P1.Profile = "p1-ferry-cpu.pprof"
 	return p, nil
 }
@@ -127,7 +132,7 @@ func (p *params) wants(m string) bool { return slices.Contains(p.Only, m) }
 // describe lists the parameters the way RESULTS.md and the console show them.
 func (p *params) describe() []string {
 	return []string{
-		fmt.Sprintf("measures: %s; repetitions: %d (medians reported)", strings.Join(p.Only, ","), p.Reps),
+		fmt.Sprintf("measures: %s; repetitions: %d, P3/P4/P5 sync %d (medians reported)", strings.Join(p.Only, ","), p.Reps, p.Sync.Reps),
 		fmt.Sprintf("P1: %d keep-alive clients, %d requests or %s per run (whichever first) after %d warm-up requests; payload %s (%s), one app routed, one job per hook; embedded JetStream on a temp dir; ferry's routes (server.New) and handlers.Hooks with an info-level text logger to io.Discard",
 			p.P1.Clients, p.P1.Requests, p.P1.Duration, p.P1.Warmup, p.P1.Payload, byteSize(p.P1.Payload)),
 		fmt.Sprintf("P3/P4/P5: %d objects (%d Namespaces, then ConfigMaps, headless Services and Deployments with replicas 0) over %d namespaces; a fresh etcd + kube-apiserver + kube-controller-manager per variant and repetition; bare loop: %d workers; ferry engine: apply.DefaultOptions(), client QPS %s, in a child process; timeout %s",
