@@ -169,8 +169,8 @@ func runSync(ctx context.Context, p *params, res *results, logf func(string, ...
 	res.add(row{ID: "P5", Measure: fmt.Sprintf("peak RSS (VmHWM) of a process running the engine over the %d-object sync and re-sync", n),
 		Ferry: fmtMB(peak) + fmt.Sprintf(" (heap in use ≤ %s)", fmtMB(uint64(median(heap)))), Target: "< 250 MB", Met: verdict(peak < p5MaxSyncRSS)})
 	if bh := healthy[vBare]; len(bh) > 0 && ferHealthy > fer+time.Second {
-		res.note("P3 health: ferry's whole first Sync took %s, of which %s waiting for health (polls every %s); the bare loop's Deployments were all Available %s after it started. The wait is kube-controller-manager working through the new Deployments, not ferry.",
-			fmtDur(ferHealthy), fmtDur(medianDur(pollWait)), "2 s", fmtDur(medianDur(bh)))
+		res.note("P3 health: ferry's whole first Sync took %s, of which %s waiting for health (polls back off from 100 ms to 2 s); the bare loop's Deployments were all Available %s after it started. The wait is kube-controller-manager working through the new Deployments, not ferry.",
+			fmtDur(ferHealthy), fmtDur(medianDur(pollWait)), fmtDur(medianDur(bh)))
 	}
 	return nil
 }
