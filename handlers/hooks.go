@@ -150,7 +150,14 @@ func NewHooks(repos []Repo, q Enqueuer, n Notifier, opts HooksOptions) (*Hooks, 
 // 202 with the stored jobs.
 func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "repo")
-	log := h.log.With("repo", name)
+	// One line per delivery; its attributes gather as the delivery is read (cheaper than a
+	// derived logger per step on the hot path).
+	attrs := []any{"repo", name}
+	log := func(level slog.Level, outcome string, status int, more ...any) {
+		if h.log.Enabled(r.Context(), level) {
+			h.log.Log(r.Context(), level, "webhook", append(append(attrs, "outcome", outcome, "status", status), more...)...)
+		}
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "webhooks are POSTed"})
@@ -158,68 +165,68 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	repo, ok := h.repos[name]
 	if !ok {
-		log.Info("webhook", "outcome", "unknown repo", "status", http.StatusNotFound)
+		log(slog.LevelInfo, "unknown repo", http.StatusNotFound)
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such repository"})
 		return
 	}
-	log = log.With("provider", repo.Provider)
+	attrs = append(attrs, "provider", repo.Provider)
 
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			log.Warn("webhook", "outcome", "body too large", "status", http.StatusRequestEntityTooLarge)
+			log(slog.LevelWarn, "body too large", http.StatusRequestEntityTooLarge)
 			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)})
 			return
 		}
-		log.Warn("webhook", "outcome", "body unreadable", "status", http.StatusBadRequest, "err", err)
+		log(slog.LevelWarn, "body unreadable", http.StatusBadRequest, "err", err)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body could not be read"})
 		return
 	}
 
 	if err := repo.provider.verify(r.Header, body, repo.Secret, h.now()); err != nil {
 		// err never holds the secret or the received signature (provider contract).
-		log.Warn("webhook", "outcome", "signature refused", "status", http.StatusUnauthorized, "err", err)
+		log(slog.LevelWarn, "signature refused", http.StatusUnauthorized, "err", err)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": ErrSignature.Error()})
 		return
 	}
 	ev, err := repo.provider.parse(r.Header, body)
 	if err != nil {
-		log.Warn("webhook", "outcome", "payload refused", "status", http.StatusBadRequest, "err", err)
+		log(slog.LevelWarn, "payload refused", http.StatusBadRequest, "err", err)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
 	if ev.DeliveryID == "" {
 		ev.DeliveryID = bodyDeliveryID(body)
 	}
-	log = log.With("event", string(ev.Kind), "delivery", ev.DeliveryID)
+	attrs = append(attrs, "event", string(ev.Kind), "delivery", ev.DeliveryID)
 
 	jobs, ignored, elsewhere := h.route(repo, ev)
 	if len(elsewhere) > 0 {
 		// Dependents in other repositories would need their own repository's head, which this
 		// delivery does not carry; the line says which apps are left for a resync.
-		log = log.With("dependents_not_synced", elsewhere)
+		attrs = append(attrs, "dependents_not_synced", elsewhere)
 	}
 	switch {
 	case ev.Kind == EventPing:
-		log.Info("webhook", "outcome", "ping", "status", http.StatusOK)
+		log(slog.LevelInfo, "ping", http.StatusOK)
 		writeJSON(w, http.StatusOK, map[string]string{"ping": "pong"})
 		return
 	case ignored != "":
-		log.Info("webhook", "outcome", "ignored", "status", http.StatusOK, "reason", ignored)
+		log(slog.LevelInfo, "ignored", http.StatusOK, "reason", ignored)
 		writeJSON(w, http.StatusOK, map[string]string{"ignored": ignored})
 		return
 	}
 
 	for _, j := range jobs {
 		if err := j.Validate(); err != nil {
-			log.Error("webhook", "outcome", "invalid job", "status", http.StatusInternalServerError, "app", j.App, "err", err)
+			log(slog.LevelError, "invalid job", http.StatusInternalServerError, "app", j.App, "err", err)
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 			return
 		}
 	}
 	if err := h.queue.Enqueue(r.Context(), jobs); err != nil {
-		log.Error("webhook", "outcome", "enqueue failed", "status", http.StatusServiceUnavailable, "jobs", len(jobs), "err", err)
+		log(slog.LevelError, "enqueue failed", http.StatusServiceUnavailable, "jobs", len(jobs), "err", err)
 		w.Header().Set("Retry-After", "30")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "jobs could not be stored; redeliver later"})
 		return
@@ -230,7 +237,7 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apps[i] = j.App
 		out[i] = jobView{ID: j.ID, App: j.App, SHA: j.SHA}
 	}
-	log.Info("webhook", "outcome", "enqueued", "status", http.StatusAccepted, "apps", apps)
+	log(slog.LevelInfo, "enqueued", http.StatusAccepted, "apps", apps)
 	writeJSON(w, http.StatusAccepted, map[string][]jobView{"jobs": out})
 	if h.notify != nil {
 		h.notify.Stored(jobs)
