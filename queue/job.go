@@ -46,11 +46,11 @@ type Job struct {
 	Before string `json:"before,omitempty"`
 	// Unfiltered is set on push jobs made for every app because the forge's list of changed
 	// paths was incomplete; the worker then diffs Before..SHA and passes over apps it leaves alone.
-	Unfiltered bool `json:"unfiltered,omitempty"`
+	Unfiltered bool `json:"unfiltered,omitzero"`
 	// DeliveryID is the forge's id of the hook delivery (or the API request) that made the job.
 	DeliveryID string `json:"deliveryId,omitempty"`
 	// PR is the pull/merge request number of a preview job.
-	PR int `json:"pr,omitempty"`
+	PR int `json:"pr,omitzero"`
 	// BaseSHA is the target branch head a preview is compared with, when the forge said.
 	BaseSHA    string    `json:"baseSha,omitempty"`
 	EnqueuedAt time.Time `json:"enqueuedAt"`

@@ -2,11 +2,11 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -93,7 +93,9 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) (stored []Job, err erro
 		if !ValidName(j.App) {
 			return nil, fmt.Errorf("enqueue: app name %q is not a valid queue name", j.App)
 		}
-		data, err := json.Marshal(j)
+		// The v2 encoder: jobs are encoded on the webhook's hot path. Consumers read them with
+		// either; the fields encode the same.
+		data, err := jsonv2.Marshal(j)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue %s: %w", j.App, err)
 		}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 )
@@ -353,6 +355,41 @@ func TestIdleCalledOnceAfterABurst(t *testing.T) {
 	cancel()
 	if err := <-consumed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJobWireFormat: jobs are encoded with the v2 encoder and decoded with encoding/json; both
+// must agree on every field, and the encoding must equal encoding/json's.
+func TestJobWireFormat(t *testing.T) {
+	full := Job{ID: NewID(), Kind: KindPreview, Trigger: TriggerPR, Repo: "platform", App: "api", Ref: "refs/pull/7/head",
+		SHA: "aaa", Before: "bbb", Unfiltered: true, DeliveryID: "d-1", PR: 7, BaseSHA: "ccc",
+		EnqueuedAt: time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC)}
+	for _, j := range []Job{full, testJob("api", "aaa", "")} {
+		data, err := jsonv2.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Job
+		if err := json.Unmarshal(data, &back); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(j, back); diff != "" {
+			t.Errorf("round trip (-sent +read):\n%s", diff)
+		}
+		v1, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b map[string]any
+		if err := json.Unmarshal(data, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(v1, &b); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(b, a); diff != "" {
+			t.Errorf("v2 encoding differs from encoding/json's (-v1 +v2):\n%s", diff)
+		}
 	}
 }
 
