@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -128,7 +127,7 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var body resyncRequest
-	data, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxResyncBody))
+	data, err := readBody(w, req, MaxResyncBody)
 	if err != nil {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body is too large"})
 		return

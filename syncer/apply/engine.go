@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -87,6 +88,8 @@ type Engine struct {
 	core   corev1client.CoreV1Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 	log    *slog.Logger
+	// inventoryNamespaceSeen is set once the inventory namespace is known to exist.
+	inventoryNamespaceSeen atomic.Bool
 }
 
 // New builds an Engine for the cluster cfg points at. cfg is copied; if it sets no client-side rate

@@ -145,6 +145,17 @@ func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, err
 // writeInventory stores inv, creating the ConfigMap (and the inventory namespace) if needed. The
 // update carries the resourceVersion read, so two writers cannot silently overwrite each other: the
 // loser gets a conflict, which IsTransient classifies as retryable.
+// ensureInventoryNamespace creates the namespace holding inventories unless it exists.
+func (e *Engine) ensureInventoryNamespace(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.opts.InventoryNamespace,
+		Labels: map[string]string{LabelManagedBy: ManagedByValue}}}
+	if _, err := e.core.Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: e.opts.FieldManager}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return objectError(StageInventory, "Namespace "+e.opts.InventoryNamespace, "", err)
+	}
+	e.inventoryNamespaceSeen.Store(true)
+	return nil
+}
+
 func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory) error {
 	data, err := json.Marshal(inv.sorted())
 	if err != nil {
@@ -177,12 +188,18 @@ func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory)
 	if inv.resourceVersion != "" {
 		out, err = cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: e.opts.FieldManager})
 	} else {
+		// The first inventory this engine creates makes sure of its namespace first: a create in a
+		// missing namespace is refused only after the apiserver's admission has waited for it.
+		if !e.inventoryNamespaceSeen.Load() {
+			if err := e.ensureInventoryNamespace(ctx); err != nil {
+				return err
+			}
+		}
 		out, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: e.opts.FieldManager})
 		if apierrors.IsNotFound(err) {
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.opts.InventoryNamespace,
-				Labels: map[string]string{LabelManagedBy: ManagedByValue}}}
-			if _, nerr := e.core.Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: e.opts.FieldManager}); nerr != nil && !apierrors.IsAlreadyExists(nerr) {
-				return objectError(StageInventory, "Namespace "+e.opts.InventoryNamespace, "", nerr)
+			// Deleted since: create it again.
+			if err := e.ensureInventoryNamespace(ctx); err != nil {
+				return err
 			}
 			out, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: e.opts.FieldManager})
 		}
