@@ -192,27 +192,14 @@ func (c *Config) validate() error {
 	}
 	repos := map[string]bool{}
 	for i, r := range c.Repos {
-		where := fmt.Sprintf("repos[%d]", i)
-		if r.Name != "" {
-			where = "repo " + r.Name
-		}
-		switch {
-		case r.Name == "":
-			bad("%s: name is required", where)
-		case !queue.ValidName(r.Name):
-			bad("%s: name must be a DNS label: lowercase letters, digits and -, at most 63", where)
-		case repos[r.Name]:
-			bad("%s: duplicate repo name", where)
-		}
+		where := checkName(bad, "repos", "repo", i, r.Name, repos[r.Name])
 		repos[r.Name] = true
 		if r.URL == "" {
 			bad("%s: url is required", where)
 		} else if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("%s: url %q must be an http(s) clone URL (ferry fetches over HTTPS)", where, r.URL)
-		} else if strings.Contains(r.URL, "@") && strings.Contains(r.URL, "://") {
-			if u, err := url.Parse(r.URL); err == nil && u.User != nil {
-				bad("%s: url must not carry credentials; use token", where)
-			}
+		} else if u.User != nil {
+			bad("%s: url must not carry credentials; use token", where)
 		}
 		if !providers[r.Provider] {
 			bad("%s: provider %q is not supported (github, gitlab or gitea)", where, r.Provider)
@@ -231,18 +218,7 @@ func (c *Config) validate() error {
 	}
 	apps := map[string]int{}
 	for i, a := range c.Apps {
-		where := fmt.Sprintf("apps[%d]", i)
-		if a.Name != "" {
-			where = "app " + a.Name
-		}
-		switch {
-		case a.Name == "":
-			bad("%s: name is required", where)
-		case !queue.ValidName(a.Name):
-			bad("%s: name must be a DNS label: lowercase letters, digits and -, at most 63", where)
-		case apps[a.Name] > 0:
-			bad("%s: duplicate app name", where)
-		}
+		where := checkName(bad, "apps", "app", i, a.Name, apps[a.Name] > 0)
 		apps[a.Name] = i + 1
 		if a.Repo == "" {
 			bad("%s: repo is required", where)
@@ -323,4 +299,22 @@ func findCycle(apps []AppConf) []string {
 		}
 	}
 	return nil
+}
+
+// checkName reports a missing, malformed or repeated name of the i-th entry of list (repos or
+// apps) and returns how messages name the entry: "repo platform", or "repos[2]" when it has none.
+func checkName(bad func(string, ...any), list, kind string, i int, name string, seen bool) string {
+	where := fmt.Sprintf("%s[%d]", list, i)
+	if name != "" {
+		where = kind + " " + name
+	}
+	switch {
+	case name == "":
+		bad("%s: name is required", where)
+	case !queue.ValidName(name):
+		bad("%s: name must be a DNS label: lowercase letters, digits and -, at most 63", where)
+	case seen:
+		bad("%s: duplicate %s name", where, kind)
+	}
+	return where
 }

@@ -87,6 +87,10 @@ func TestParseConfigRefuses(t *testing.T) {
 		{"cycle", strings.Replace(base, "prune: true", "prune: true\n    dependsOn: [api]", 1), goodEnv, []string{"cycle", "database → api → database"}},
 		{"path escapes", strings.Replace(base, "path: apps/database", "path: ../etc", 1), goodEnv, []string{"app database", "path"}},
 		{"missing token file", strings.Replace(base, tokenFile, "/nonexistent/token", 1), goodEnv, []string{"repo platform", "token", "/nonexistent/token"}},
+		{"credentials in url", strings.Replace(base, "https://github.com/", "https://bot:hunter2@github.com/", 1), goodEnv, []string{"repo platform", "must not carry credentials"}},
+		{"ssh url", strings.Replace(base, "https://github.com/acme/platform.git", "git@github.com:acme/platform.git", 1), goodEnv, []string{"repo platform", "http(s) clone URL"}},
+		{"app name not a DNS label", strings.Replace(base, "name: api", "name: API_v2", 1), goodEnv, []string{"app API_v2", "DNS label"}},
+		{"repo without a name", strings.Replace(base, "- name: platform", "- name: \"\"", 1), goodEnv, []string{"repos[0]: name is required"}},
 		{"no external url", strings.Replace(base, "externalURL: https://ferry.example.com", "", 1), goodEnv, []string{"externalURL"}},
 	}
 	for _, tt := range tests {

@@ -61,11 +61,17 @@ func hookRepos(cfg *Config, sec *Secrets) []handlers.Repo {
 	return out
 }
 
-func resyncApps(cfg *Config) []handlers.ResyncApp {
+// repoBranches maps each repository's name to its branch.
+func repoBranches(cfg *Config) map[string]string {
 	branch := map[string]string{}
 	for _, r := range cfg.Repos {
 		branch[r.Name] = r.Branch
 	}
+	return branch
+}
+
+func resyncApps(cfg *Config) []handlers.ResyncApp {
+	branch := repoBranches(cfg)
 	var out []handlers.ResyncApp
 	for _, a := range cfg.Apps {
 		out = append(out, handlers.ResyncApp{Name: a.Name, Repo: a.Repo, Branch: branch[a.Repo]})
@@ -74,10 +80,7 @@ func resyncApps(cfg *Config) []handlers.ResyncApp {
 }
 
 func appInfos(cfg *Config) []server.AppInfo {
-	branch := map[string]string{}
-	for _, r := range cfg.Repos {
-		branch[r.Name] = r.Branch
-	}
+	branch := repoBranches(cfg)
 	var out []server.AppInfo
 	for _, a := range cfg.Apps {
 		out = append(out, server.AppInfo{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Branch: branch[a.Repo], Prune: a.Prune, DependsOn: a.DependsOn})
