@@ -29,19 +29,25 @@ type e2eApp struct {
 
 // appsConfig is a config with one GitHub repository "platform" polled every interval and apps.
 func appsConfig(cloneURL, apiURL, interval string, apps ...e2eApp) string {
+	return forgeConfig("github", cloneURL, apiURL, interval, apps...)
+}
+
+// forgeConfig is a config with one repository "platform" of provider, polled every interval,
+// and apps.
+func forgeConfig(provider, cloneURL, apiURL, interval string, apps ...e2eApp) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `externalURL: http://ferry.e2e.invalid
 repos:
   - name: platform
     url: %s
-    provider: github
+    provider: %s
     branch: main
     webhookSecret: {env: HOOK_SECRET}
     token: {env: FORGE_TOKEN}
     apiURL: %s
     interval: %s
 apps:
-`, cloneURL, apiURL, interval)
+`, cloneURL, provider, apiURL, interval)
 	for _, a := range apps {
 		timeout := a.timeout
 		if timeout == "" {

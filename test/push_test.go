@@ -49,25 +49,7 @@ spec:
 }
 
 func config(provider, cloneURL, apiURL, ns string) string {
-	return fmt.Sprintf(`externalURL: http://ferry.e2e.invalid
-repos:
-  - name: platform
-    url: %s
-    provider: %s
-    branch: main
-    webhookSecret: {env: HOOK_SECRET}
-    token: {env: FORGE_TOKEN}
-    apiURL: %s
-    interval: 1h
-apps:
-  - name: web
-    repo: platform
-    path: apps/web
-    namespace: %s
-    prune: true
-    timeout: 60s
-apiTokens: [{env: API_TOKEN}]
-`, cloneURL, provider, apiURL, ns)
+	return forgeConfig(provider, cloneURL, apiURL, "1h", e2eApp{name: "web", path: "apps/web", ns: ns})
 }
 
 var ferryEnv = map[string]string{"HOOK_SECRET": hookSecret, "FORGE_TOKEN": forgeToken, "API_TOKEN": apiToken}

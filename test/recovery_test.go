@@ -2,7 +2,6 @@ package test
 
 import (
 	"net/http"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,9 +14,7 @@ import (
 
 // configWith is config() with the repo's poll interval and the app's health timeout set.
 func configWith(cloneURL, apiURL, ns, interval, timeout string) string {
-	c := config("github", cloneURL, apiURL, ns)
-	c = strings.Replace(c, "interval: 1h", "interval: "+interval, 1)
-	return strings.Replace(c, "timeout: 60s", "timeout: "+timeout, 1)
+	return appsConfig(cloneURL, apiURL, interval, e2eApp{name: "web", path: "apps/web", ns: ns, timeout: timeout})
 }
 
 func TestPollingFindsUnannouncedCommit(t *testing.T) {
