@@ -55,10 +55,10 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 		return Event{}, err
 	}
 	if name == "push" {
-		// Pushes are the hot path: decode only the fields ferry reads, not the whole document
+		// Pushes are the hot path: read only the fields ferry needs, not the whole document
 		// into go-github's types (most of a push payload is repository and user detail).
-		var p githubPushPayload
-		if err := decodePayload(payload, &p); err != nil {
+		p, err := scanGitHubPush(payload)
+		if err != nil {
 			return Event{}, fmt.Errorf("github push payload: %w: %w", ErrPayload, err)
 		}
 		return githubPush(id, &p)
@@ -108,16 +108,60 @@ func githubPayload(contentType string, body []byte) ([]byte, error) {
 
 // githubPushPayload is the part of GitHub's push event ferry reads.
 type githubPushPayload struct {
-	Ref     string  `json:"ref"`
-	Before  string  `json:"before"`
-	After   *string `json:"after"`
-	Deleted bool    `json:"deleted"`
-	Forced  bool    `json:"forced"`
-	Commits []*struct {
-		Added    []string `json:"added"`
-		Removed  []string `json:"removed"`
-		Modified []string `json:"modified"`
-	} `json:"commits"`
+	Ref     string        `json:"ref"`
+	Before  string        `json:"before"`
+	After   *string       `json:"after"`
+	Deleted bool          `json:"deleted"`
+	Forced  bool          `json:"forced"`
+	Commits []*pushCommit `json:"commits"`
+}
+
+// pushCommit is the part of a pushed commit ferry reads, GitHub's and Gitea's alike: the
+// files it touched.
+type pushCommit struct {
+	Added    []string `json:"added"`
+	Removed  []string `json:"removed"`
+	Modified []string `json:"modified"`
+}
+
+// scanGitHubPush reads a push payload with jsonScanner. A member named twice keeps its last
+// value, as decodePayload does.
+func scanGitHubPush(body []byte) (githubPushPayload, error) {
+	var p githubPushPayload
+	s := jsonScanner{b: body}
+	err := s.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "ref":
+			p.Ref, err = s.str()
+		case "before":
+			p.Before, err = s.str()
+		case "after":
+			p.After = nil
+			if !s.null() {
+				var after string
+				after, err = s.str()
+				p.After = &after
+			}
+		case "deleted":
+			p.Deleted, err = s.boolean()
+		case "forced":
+			p.Forced, err = s.boolean()
+		case "commits":
+			p.Commits = nil
+			err = s.array(func() error {
+				c, err := s.commit()
+				p.Commits = append(p.Commits, c)
+				return err
+			})
+		default:
+			err = s.skip()
+		}
+		return err
+	})
+	if err == nil {
+		err = s.end()
+	}
+	return p, err
 }
 
 func githubPush(id string, e *githubPushPayload) (Event, error) {
