@@ -516,3 +516,27 @@ func unfiltered(jobs ...queue.Job) []queue.Job {
 	}
 	return jobs
 }
+
+// TestWriteJSONMatchesEncoder holds writeJSON to the bytes encoding/json's Encoder writes, for
+// the shapes of body the hooks answer with.
+func TestWriteJSONMatchesEncoder(t *testing.T) {
+	for _, v := range []any{
+		map[string]string{"error": `payload refused: "ref" <script>&` + "\u2028"},
+		map[string]string{"b": "2", "a": "1", "c": "\x01é"},
+		stored{Jobs: []jobView{{ID: "0abc", App: "api", SHA: "9e2d"}, {ID: "0abd", App: "db", SHA: "9e2d"}}},
+		stored{},
+	} {
+		var want bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		writeJSON(w, http.StatusAccepted, v)
+		if diff := cmp.Diff(want.String(), w.Body.String()); diff != "" {
+			t.Errorf("writeJSON(%v) (-encoding/json +got):\n%s", v, diff)
+		}
+		if got := w.Header().Get("Content-Type"); got != "application/json; charset=utf-8" {
+			t.Errorf("content type %q", got)
+		}
+	}
+}

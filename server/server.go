@@ -100,7 +100,7 @@ func New(cfg Config) *Server {
 // Routes is the router, exposed so tests can serve it with httptest.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, middleware.RealIP, s.logRequests, middleware.Recoverer)
+	r.Use(s.logRequests, middleware.Recoverer)
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -138,16 +138,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// logRequests writes one debug line per request, with a request id (the client's X-Request-Id
+// or a new one) and the client's address as proxies report it. Without debug logging it adds
+// nothing to a request: no id, no wrapped writer, no copy of the request.
 func (s *Server) logRequests(next http.Handler) http.Handler {
+	logged := middleware.RequestID(middleware.RealIP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		start := time.Now()
+		next.ServeHTTP(ww, r)
+		s.cfg.Logger.Debug("http", "method", r.Method, "path", r.URL.Path, "status", ww.Status(), "took", time.Since(start),
+			"req", middleware.GetReqID(r.Context()), "remote", r.RemoteAddr)
+	})))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.cfg.Logger.Enabled(r.Context(), slog.LevelDebug) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		start := time.Now()
-		next.ServeHTTP(ww, r)
-		s.cfg.Logger.Debug("http", "method", r.Method, "path", r.URL.Path, "status", ww.Status(), "took", time.Since(start), "req", middleware.GetReqID(r.Context()))
+		logged.ServeHTTP(w, r)
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -150,5 +152,45 @@ func TestReadiness(t *testing.T) {
 	}
 	if code, _ := get(t, healthy.URL+"/metrics"); code != http.StatusOK {
 		t.Errorf("metrics: %d", code)
+	}
+}
+
+// TestAccessLog checks the debug access line (request id, proxied client address) and that
+// without debug logging requests pass through untouched.
+func TestAccessLog(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		t.Run(level.String(), func(t *testing.T) {
+			var logs strings.Builder
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
+			var sawID string
+			hooks := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sawID = middleware.GetReqID(r.Context())
+				w.WriteHeader(http.StatusAccepted)
+			})
+			s := New(Config{Hooks: hooks, Logger: log})
+			req := httptest.NewRequest(http.MethodPost, "/hooks/platform", nil)
+			req.Header.Set("X-Request-Id", "req-7f3a")
+			req.Header.Set("X-Forwarded-For", "203.0.113.9")
+			w := httptest.NewRecorder()
+			s.Routes().ServeHTTP(w, req)
+			if w.Code != http.StatusAccepted {
+				t.Fatalf("status %d", w.Code)
+			}
+			line := logs.String()
+			if level == slog.LevelInfo {
+				if line != "" || sawID != "" {
+					t.Fatalf("info level: log %q, request id %q; want neither", line, sawID)
+				}
+				return
+			}
+			for _, want := range []string{"msg=http", "method=POST", "path=/hooks/platform", "status=202", "req=req-7f3a", "remote=203.0.113.9"} {
+				if !strings.Contains(line, want) {
+					t.Errorf("access line %q lacks %q", line, want)
+				}
+			}
+			if sawID != "req-7f3a" {
+				t.Errorf("handler saw request id %q, want req-7f3a", sawID)
+			}
+		})
 	}
 }
