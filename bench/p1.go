@@ -150,7 +150,9 @@ func p1Ferry(ctx context.Context, p p1Params, dir string, body []byte, header fu
 		// One app under the path the captured push changes: one job per hook.
 		Apps: []handlers.App{{Name: "database", Path: "apps/database"}},
 	}}
-	hooks, err := handlers.NewHooks(repos, storeOnly{q}, nil, handlers.HooksOptions{Logger: log, NewID: queue.NewID})
+	// The queue itself, without cmd/ferry's notifier (which only starts pending statuses
+	// asynchronously).
+	hooks, err := handlers.NewHooks(repos, q, nil, handlers.HooksOptions{Logger: log, NewID: queue.NewID})
 	if err != nil {
 		return loadResult{}, fmt.Errorf("p1: hooks: %w", err)
 	}
@@ -167,15 +169,6 @@ func p1Ferry(ctx context.Context, p p1Params, dir string, body []byte, header fu
 	}()
 	url := "http://" + l.Addr().String() + "/hooks/platform"
 	return loadWithWarmup(ctx, p, url, body, header, http.StatusAccepted, profile)
-}
-
-// storeOnly adapts queue.Queue to the handlers' Enqueuer the way cmd/ferry does, minus the
-// notifier (which only starts pending statuses asynchronously).
-type storeOnly struct{ q *queue.Queue }
-
-func (s storeOnly) Enqueue(ctx context.Context, jobs []queue.Job) error {
-	_, err := s.q.Enqueue(ctx, jobs)
-	return err
 }
 
 // p1Baseline serves the floor: read the body with the same limit and as cheaply, check the HMAC,

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,14 +14,6 @@ import (
 
 	"github.com/ferrygitops/ferry/queue"
 )
-
-// enqueueOnly adapts queue.Queue to the Enqueuer interface.
-type enqueueOnly struct{ q *queue.Queue }
-
-func (e enqueueOnly) Enqueue(ctx context.Context, jobs []queue.Job) error {
-	_, err := e.q.Enqueue(ctx, jobs)
-	return err
-}
 
 // BenchmarkGitHubPushParse is the payload pass of the webhook hot path.
 func BenchmarkGitHubPushParse(b *testing.B) {
@@ -58,7 +49,7 @@ func BenchmarkHooksGitHubPush(b *testing.B) {
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	repos := []Repo{{Name: "platform", Provider: "github", Branch: "main", Secret: githubSecret,
 		Apps: []App{{Name: "database", Path: "apps/database"}}}}
-	hooks, err := NewHooks(repos, enqueueOnly{q}, nil, HooksOptions{Logger: log, NewID: queue.NewID})
+	hooks, err := NewHooks(repos, q, nil, HooksOptions{Logger: log, NewID: queue.NewID})
 	if err != nil {
 		b.Fatal(err)
 	}

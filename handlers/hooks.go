@@ -53,9 +53,11 @@ type App struct {
 	DependsOn []string
 }
 
-// Enqueuer stores jobs durably; an error means nothing can be promised and the hook gets 503.
+// Enqueuer stores jobs durably and returns those it had not stored before: a job of a
+// redelivered hook is a duplicate and is left out. An error means nothing can be promised and
+// the hook gets 503.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, jobs []queue.Job) error
+	Enqueue(ctx context.Context, jobs []queue.Job) (stored []queue.Job, err error)
 }
 
 // Notifier is told of stored jobs so that pending statuses go out early; it must not block.
@@ -229,23 +231,46 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := h.queue.Enqueue(r.Context(), jobs); err != nil {
+	fresh, err := h.queue.Enqueue(r.Context(), jobs)
+	if err != nil {
 		log(slog.LevelError, "enqueue failed", http.StatusServiceUnavailable, slog.Int("jobs", len(jobs)), slog.Any("err", err))
 		w.Header().Set("Retry-After", "30")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "jobs could not be stored; redeliver later"})
 		return
 	}
-	apps := make(nameList, len(jobs))
-	out := make([]jobView, len(jobs))
+	out, apps, duplicates := storedViews(jobs, fresh)
+	outcome := "enqueued"
+	if duplicates == len(jobs) {
+		outcome = "duplicate"
+	}
+	log(slog.LevelInfo, outcome, http.StatusAccepted, slog.Any("apps", apps), slog.Int("duplicates", duplicates))
+	writeJSON(w, http.StatusAccepted, stored{Jobs: out})
+	if h.notify != nil && len(fresh) > 0 {
+		h.notify.Stored(fresh)
+	}
+}
+
+// storedViews describes each job of a delivery for the 202. A job that was stored before, by an
+// earlier delivery of the same hook, is marked a duplicate and shows no id: its own id names
+// nothing, and the first delivery's answer named the job that exists.
+func storedViews(jobs, fresh []queue.Job) (out []jobView, apps nameList, duplicates int) {
+	var isFresh map[string]bool
+	if len(fresh) < len(jobs) {
+		isFresh = make(map[string]bool, len(fresh))
+		for _, j := range fresh {
+			isFresh[j.ID] = true
+		}
+	}
+	out, apps = make([]jobView, len(jobs)), make(nameList, len(jobs))
 	for i, j := range jobs {
 		apps[i] = j.App
 		out[i] = jobView{ID: j.ID, App: j.App, SHA: j.SHA}
+		if isFresh != nil && !isFresh[j.ID] {
+			out[i].ID, out[i].Duplicate = "", true
+			duplicates++
+		}
 	}
-	log(slog.LevelInfo, "enqueued", http.StatusAccepted, slog.Any("apps", apps))
-	writeJSON(w, http.StatusAccepted, stored{Jobs: out})
-	if h.notify != nil {
-		h.notify.Stored(jobs)
-	}
+	return out, apps, duplicates
 }
 
 // nameList is a list of app names in a log line: [a b] in text, as fmt would print it but
@@ -267,9 +292,11 @@ type stored struct {
 
 // jobView is a stored job as the forge's delivery log shows it.
 type jobView struct {
-	ID  string `json:"id"`
+	ID  string `json:"id,omitempty"`
 	App string `json:"app"`
 	SHA string `json:"sha"`
+	// Duplicate marks a job an earlier delivery of the same hook stored already.
+	Duplicate bool `json:"duplicate,omitzero"`
 }
 
 // route turns an event into jobs, or into the reason it needs none. It also names the

@@ -145,7 +145,8 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	job := queue.Job{ID: r.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerManual, Repo: app.Repo, App: app.Name,
 		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC()}
-	if err := r.queue.Enqueue(req.Context(), []queue.Job{job}); err != nil {
+	// The delivery id is new, so the job is never a duplicate.
+	if _, err := r.queue.Enqueue(req.Context(), []queue.Job{job}); err != nil {
 		r.opts.Logger.Warn("resync not stored", "app", app.Name, "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the job could not be stored; try again"})
 		return

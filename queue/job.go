@@ -62,7 +62,7 @@ func (j Job) MsgID() string {
 	if j.DeliveryID == "" {
 		return j.ID
 	}
-	return fmt.Sprintf("%s/%s/%s", j.DeliveryID, j.Kind, j.App)
+	return j.DeliveryID + "/" + string(j.Kind) + "/" + j.App
 }
 
 // Validate rejects a job no worker could run.

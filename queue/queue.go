@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -27,12 +26,21 @@ const (
 	publishTimeout = 5 * time.Second
 )
 
-// namePattern is what app and repo names must look like: a DNS label, so that a name is at once
-// a NATS subject token, a durable consumer name, a label value and part of an object name.
-var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether name can name an app on the queue.
-func ValidName(name string) bool { return namePattern.MatchString(name) }
+// ValidName reports whether name can name an app on the queue: a DNS label (lowercase letters,
+// digits and inner '-', at most 63), so that a name is at once a NATS subject token, a durable
+// consumer name, a label value and part of an object name. It runs on every enqueued job, hence
+// no regular expression.
+func ValidName(name string) bool {
+	if name == "" || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // Options configures the stream.
 type Options struct {
@@ -106,10 +114,16 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) (stored []Job, err erro
 		}
 		futures[i] = f
 	}
+	// Without duplicates, which is nearly always, stored is jobs itself; the first duplicate
+	// makes it a copy of the jobs before it, and later ones are added as they are stored.
+	stored, copied := jobs, false
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
-			if !ack.Duplicate {
+			switch {
+			case ack.Duplicate && !copied:
+				stored, copied = append([]Job(nil), jobs[:i]...), true
+			case !ack.Duplicate && copied:
 				stored = append(stored, jobs[i])
 			}
 		case err := <-f.Err():

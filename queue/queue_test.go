@@ -77,6 +77,45 @@ func TestEnqueueDedupesDeliveries(t *testing.T) {
 	}
 }
 
+// TestEnqueueReportsOnlyNewJobs mixes new and redelivered jobs in one call, duplicates first,
+// in the middle and last: stored lists exactly the new ones, in order, and the caller's slice
+// is left as it was.
+func TestEnqueueReportsOnlyNewJobs(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("a", "1", "d-1"), testJob("c", "1", "d-1"), testJob("e", "1", "d-1")}); err != nil {
+		t.Fatal(err)
+	}
+	jobs := []Job{testJob("a", "1", "d-1"), testJob("b", "1", "d-1"), testJob("c", "1", "d-1"), testJob("d", "1", "d-1"), testJob("e", "1", "d-1")}
+	before := append([]Job(nil), jobs...)
+	stored, err := q.Enqueue(t.Context(), jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apps []string
+	for _, j := range stored {
+		apps = append(apps, j.App)
+	}
+	if diff := cmp.Diff([]string{"b", "d"}, apps); diff != "" {
+		t.Errorf("stored apps (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, jobs); diff != "" {
+		t.Errorf("Enqueue changed its argument (-before +after):\n%s", diff)
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"api": true, "a": true, "0": true, "web-2": true, "a-b-c": true, strings.Repeat("a", 63): true,
+		"": false, "-api": false, "api-": false, "Api": false, "api.v2": false, "api_v2": false, "a*": false,
+		"a>": false, "a b": false, "é": false, strings.Repeat("a", 64): false,
+	} {
+		if got := ValidName(name); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
 func TestEnqueueRejectsInvalidJobs(t *testing.T) {
 	e, nc, q := startQueue(t, t.TempDir())
 	t.Cleanup(func() { nc.Close(); e.Shutdown() })

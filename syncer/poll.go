@@ -17,9 +17,9 @@ type HeadResolver interface {
 	Head(ctx context.Context, repo source.Repo, branch string) (string, error)
 }
 
-// Enqueuer stores jobs durably.
+// Enqueuer stores jobs durably and returns those it had not stored before.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, jobs []queue.Job) error
+	Enqueue(ctx context.Context, jobs []queue.Job) (stored []queue.Job, err error)
 }
 
 // PollOptions tunes the poller.
@@ -146,7 +146,8 @@ func (p *Poller) Poll(ctx context.Context, repo string) error {
 		heal = append(heal, p.job(app, st.AppliedSHA, queue.TriggerDrift, fmt.Sprintf("drift-%s-%d", st.AppliedSHA, time.Now().Unix()/int64(interval.Seconds()+1))))
 	}
 	if len(heal) > 0 {
-		return p.q.Enqueue(ctx, heal)
+		_, err := p.q.Enqueue(ctx, heal)
+		return err
 	}
 	return nil
 }
@@ -176,7 +177,8 @@ func (p *Poller) queueApps(ctx context.Context, repo string, trigger queue.Trigg
 		return nil
 	}
 	p.opts.Logger.Info("queueing syncs", "repo", repo, "trigger", trigger, "sha", short(head), "apps", len(jobs))
-	return p.q.Enqueue(ctx, jobs)
+	_, err = p.q.Enqueue(ctx, jobs)
+	return err
 }
 
 func (p *Poller) job(app App, sha string, trigger queue.Trigger, delivery string) queue.Job {

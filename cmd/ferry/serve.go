@@ -186,15 +186,15 @@ type enqueuer struct {
 	notify interface{ Stored([]queue.Job) }
 }
 
-func (e *enqueuer) Enqueue(ctx context.Context, jobs []queue.Job) error {
+func (e *enqueuer) Enqueue(ctx context.Context, jobs []queue.Job) ([]queue.Job, error) {
 	stored, err := e.q.Enqueue(ctx, jobs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(stored) > 0 {
 		e.notify.Stored(stored)
 	}
-	return nil
+	return stored, nil
 }
 
 func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, func(), error) {
