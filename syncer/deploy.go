@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"strings"
 	"time"
 
@@ -116,8 +117,10 @@ func (s *Syncer) pushTouches(ctx context.Context, app App, repo Repo, job queue.
 			return false
 		}
 		seen[a.Name] = true
-		if a.Repo == app.Repo && underAny(a.Path, changed) {
-			return true
+		if a.Repo == app.Repo {
+			if touched, _ := s.appTouched(ctx, a, repo, job.SHA, changed); touched {
+				return true
+			}
 		}
 		for _, d := range a.DependsOn {
 			if walk(s.apps[d]) {
@@ -127,6 +130,25 @@ func (s *Syncer) pushTouches(ctx context.Context, app App, repo Repo, job queue.
 		return false
 	}
 	return walk(app), nil
+}
+
+// appTouched reports whether the changed paths reach what app renders from at sha: its path,
+// or a base, component or file elsewhere in the repository that its kustomization reads. When
+// that cannot be told (the tree or the kustomization is broken), the app counts as touched, so
+// that its sync or preview reports the problem.
+func (s *Syncer) appTouched(ctx context.Context, app App, repo Repo, sha string, changed []string) (bool, error) {
+	if underAny(path.Clean(app.Path), changed) {
+		return true, nil
+	}
+	files, err := s.fetch.Files(ctx, repo.Source, sha, app.Path)
+	if err != nil {
+		return true, err
+	}
+	inputs, err := render.Inputs(files, app.Path)
+	if err != nil {
+		return true, err
+	}
+	return render.Touched(inputs, changed), nil
 }
 
 // changedSince fetches both commits (to through ref, from through the repository's branches) and

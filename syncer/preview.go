@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path"
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/apply"
@@ -43,8 +42,8 @@ func (s *Syncer) preview(ctx context.Context, log *slog.Logger, app App, repo Re
 	return s.succeed(ctx, log, repo, job, rec, plan.Summary())
 }
 
-// touches reports whether the pull request changes a file under the app's path, comparing its
-// head with the base commit the forge named.
+// touches reports whether the pull request changes a file the app renders from (under its path,
+// or a base elsewhere in the repository), comparing its head with the base commit the forge named.
 func (s *Syncer) touches(ctx context.Context, app App, repo Repo, job queue.Job) (bool, error) {
 	if job.BaseSHA == "" {
 		return true, fmt.Errorf("the forge named no base commit")
@@ -53,5 +52,5 @@ func (s *Syncer) touches(ctx context.Context, app App, repo Repo, job queue.Job)
 	if err != nil {
 		return true, err
 	}
-	return underAny(path.Clean(app.Path), changed), nil
+	return s.appTouched(ctx, app, repo, job.SHA, changed)
 }

@@ -26,10 +26,12 @@ import (
 // Hand-written fakes with function fields; nil fields answer as an idle, healthy world.
 
 type fakeFetcher struct {
-	fetch      func(sha string) error
-	ancestor   func(a, b string) bool
-	changed    func(from, to string) []string
-	manifests  string
+	fetch     func(sha string) error
+	ancestor  func(a, b string) bool
+	changed   func(from, to string) []string
+	manifests string
+	// repo, when set, is the whole tree Files serves (paths from the repository root).
+	repo       map[string]string
 	fetchCalls int
 }
 
@@ -42,6 +44,13 @@ func (f *fakeFetcher) Fetch(_ context.Context, _ source.Repo, sha string, _ ...s
 }
 
 func (f *fakeFetcher) Files(_ context.Context, _ source.Repo, _, dir string) (fs.FS, error) {
+	if f.repo != nil {
+		tree := fstest.MapFS{}
+		for p, data := range f.repo {
+			tree[p] = &fstest.MapFile{Data: []byte(data)}
+		}
+		return tree, nil
+	}
 	m := f.manifests
 	if m == "" {
 		m = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"
@@ -394,6 +403,67 @@ func TestTruncatedPushDiffsBeforeSyncing(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"success no changes under docs"}, docs); diff != "" {
 		t.Errorf("docs statuses (-want +got):\n%s", diff)
+	}
+}
+
+// sharedBaseRepo is a tree where api is an overlay of a base outside its path and docs is a
+// plain directory.
+var sharedBaseRepo = map[string]string{
+	"base/kustomization.yaml":     "resources:\n- cm.yaml\n",
+	"base/cm.yaml":                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n",
+	"apps/api/kustomization.yaml": "resources:\n- ../../base\n",
+	"docs/cm.yaml":                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: docs\n",
+	"unrelated/notes.md":          "not rendered\n",
+}
+
+// TestChangesToSharedBases: a truncated push, and a pull request, whose only change is in a
+// base an app's kustomization builds on still touch that app; a change nothing renders from
+// touches nothing.
+func TestChangesToSharedBases(t *testing.T) {
+	apps := []App{{Name: "api", Repo: "platform", Path: "apps/api"}, {Name: "docs", Repo: "platform", Path: "docs"}}
+	for _, tt := range []struct {
+		changed  string
+		want     []string
+		noChange []string
+	}{
+		{"base/cm.yaml", []string{"api"}, []string{"docs"}},
+		{"unrelated/notes.md", nil, []string{"api", "docs"}},
+	} {
+		for _, kind := range []queue.Kind{queue.KindDeploy, queue.KindPreview} {
+			t.Run(string(kind)+" "+tt.changed, func(t *testing.T) {
+				w := newWorld(t, apps...)
+				w.fetch.repo = sharedBaseRepo
+				w.fetch.changed = func(from, to string) []string { return []string{tt.changed} }
+				for _, app := range []string{"api", "docs"} {
+					j := job(app, "new", time.Now())
+					if kind == queue.KindDeploy {
+						j.Before, j.Unfiltered = "old", true
+					} else {
+						j.Kind, j.Trigger, j.Ref, j.PR, j.BaseSHA = queue.KindPreview, queue.TriggerPR, "refs/pull/7/head", 7, "old"
+					}
+					if err := w.s.Handle(t.Context(), j, queue.Delivery{Attempt: 1}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var worked, noChange []string
+				for _, st := range w.rep.got {
+					app := strings.TrimSuffix(strings.TrimPrefix(st.Context, "ferry/"), "/preview")
+					switch {
+					case st.State != status.Success:
+					case strings.HasPrefix(st.Description, "no changes under"):
+						noChange = append(noChange, app)
+					default:
+						worked = append(worked, app)
+					}
+				}
+				if diff := cmp.Diff(tt.want, worked); diff != "" {
+					t.Errorf("apps synced or planned (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tt.noChange, noChange); diff != "" {
+					t.Errorf("apps left alone (-want +got):\n%s", diff)
+				}
+			})
+		}
 	}
 }
 

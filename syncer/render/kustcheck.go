@@ -34,6 +34,8 @@ type fieldEntries struct {
 type kustChecker struct {
 	fsys    fs.FS
 	visited map[string]bool
+	// inputs collects the kustomization directories and the files the walk reaches.
+	inputs map[string]bool
 }
 
 // checkKustomizations refuses, before kustomize runs, everything that would reach outside the
@@ -42,8 +44,14 @@ type kustChecker struct {
 // kustomize itself is also run with plugins disabled; this check exists to say precisely which entry
 // of which file is the problem, and to stop kustomize from trying a git clone for a missing base.
 func checkKustomizations(fsys fs.FS, dir string) error {
-	c := &kustChecker{fsys: fsys, visited: map[string]bool{}}
-	return c.check(dir, false)
+	_, err := walkKustomizations(fsys, dir)
+	return err
+}
+
+// walkKustomizations runs the checks of checkKustomizations and returns the inputs it reached.
+func walkKustomizations(fsys fs.FS, dir string) (map[string]bool, error) {
+	c := &kustChecker{fsys: fsys, visited: map[string]bool{}, inputs: map[string]bool{}}
+	return c.inputs, c.check(dir, false)
 }
 
 // check validates the kustomization in dir. configsOnly is set when the kustomization is itself a
@@ -54,6 +62,7 @@ func (c *kustChecker) check(dir string, configsOnly bool) error {
 		return nil
 	}
 	c.visited[key] = true
+	c.inputs[dir] = true
 	kfile := findKustomization(c.fsys, dir)
 	if kfile == "" {
 		return &RefusedError{File: dir, Entry: "directory", Reason: "referenced as a kustomization but has no kustomization.yaml"}
@@ -139,9 +148,11 @@ func (c *kustChecker) check(dir string, configsOnly bool) error {
 			if isRemote(e) {
 				return refuse(fmt.Sprintf("%s %q", field, e), "remote files are refused: ferry renders only the commit's own files")
 			}
-			if _, ok := joinRepo(dir, e); !ok {
+			p, ok := joinRepo(dir, e)
+			if !ok {
 				return refuse(fmt.Sprintf("%s %q", field, e), "path escapes the repository")
 			}
+			c.inputs[p] = true
 		}
 	}
 	return nil
@@ -165,6 +176,7 @@ func (c *kustChecker) resource(kfile, dir, field, e string, configsOnly bool) er
 	if st.IsDir() {
 		return c.check(p, configsOnly)
 	}
+	c.inputs[p] = true
 	if configsOnly {
 		return c.configFile(kfile, entry, p)
 	}
@@ -192,6 +204,7 @@ func (c *kustChecker) pluginEntry(kfile, dir, field, e string) error {
 	if st.IsDir() {
 		return c.check(p, true)
 	}
+	c.inputs[p] = true
 	return c.configFile(kfile, entry, p)
 }
 

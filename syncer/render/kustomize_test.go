@@ -209,3 +209,52 @@ func TestRenderKustomizeDuplicate(t *testing.T) {
 		t.Errorf("error %q does not name the object", err)
 	}
 }
+
+// TestInputs lists what an overlay reads: its own directory, the base it builds on elsewhere in
+// the repository, patch and generator files, and nothing it does not reference.
+func TestInputs(t *testing.T) {
+	fsys := repo(map[string]string{
+		"base/kustomization.yaml":      "resources:\n- deploy.yaml\n",
+		"base/deploy.yaml":             baseDeploy,
+		"common/replicas.yaml":         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 3\n",
+		"common/unused.yaml":           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: unused\n",
+		"files/app.properties":         "mode=prod\n",
+		"other/kustomization.yaml":     "resources: []\n",
+		"apps/plain/cm.yaml":           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n",
+		"apps/prod/kustomization.yaml": "resources:\n- ../../base\npatches:\n- path: ../../common/replicas.yaml\nconfigMapGenerator:\n- name: settings\n  files: [app=../../files/app.properties]\n",
+	})
+	got, err := Inputs(fsys, "apps/prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"apps/prod", "base", "base/deploy.yaml", "common/replicas.yaml", "files/app.properties"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("inputs (-want +got):\n%s", diff)
+	}
+	for _, tt := range []struct {
+		changed []string
+		want    bool
+	}{
+		{[]string{"apps/prod/kustomization.yaml"}, true},
+		{[]string{"base/deploy.yaml"}, true},
+		{[]string{"base/new/file.yaml"}, true}, // a directory stands for all under it
+		{[]string{"common/replicas.yaml"}, true},
+		{[]string{"/files/app.properties"}, true},
+		{[]string{"common/unused.yaml", "other/kustomization.yaml", "apps/production/x.yaml", "basement/x.yaml"}, false},
+		{nil, false},
+	} {
+		if got := Touched(want, tt.changed); got != tt.want {
+			t.Errorf("Touched(%q) = %v, want %v", tt.changed, got, tt.want)
+		}
+	}
+	if got, err := Inputs(fsys, "apps/plain/"); err != nil || !cmp.Equal(got, []string{"apps/plain"}) {
+		t.Errorf("plain directory inputs = %q, %v; want [apps/plain]", got, err)
+	}
+	if !Touched([]string{"."}, []string{"anything.yaml"}) {
+		t.Error("the repository root is not touched by a change anywhere")
+	}
+	broken := repo(map[string]string{"apps/x/kustomization.yaml": "resources:\n- ../../missing\n"})
+	if _, err := Inputs(broken, "apps/x"); !errors.Is(err, ErrRefused) {
+		t.Errorf("missing base: err = %v, want ErrRefused", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -99,6 +100,47 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 		return nil, err
 	}
 	return objs, nil
+}
+
+// Inputs returns the repository paths, files and directories, that rendering dir reads: dir
+// itself, and for a kustomization every kustomization directory and file it reaches, bases and
+// components elsewhere in the repository included. A change under none of them cannot change
+// what dir renders to, which is how a pull request or push that only touches a shared base is
+// still seen to touch the apps built on it. A directory stands for everything under it, so the
+// set may be larger than what kustomize reads, never smaller. An error is what Render would
+// refuse (or fail to find) in the same tree.
+func Inputs(fsys fs.FS, dir string) ([]string, error) {
+	clean, err := cleanDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if findKustomization(fsys, clean) == "" {
+		return []string{clean}, nil
+	}
+	in, err := walkKustomizations(fsys, clean)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(in))
+	for p := range in {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Touched reports whether any of the changed repository paths lies in inputs (as returned by
+// Inputs): equal to an input file or under an input directory.
+func Touched(inputs, changed []string) bool {
+	for _, in := range inputs {
+		for _, p := range changed {
+			p = strings.Trim(p, "/")
+			if in == "." || p == in || strings.HasPrefix(p, in+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cleanDir normalises an app path to an fs.FS path and refuses anything that leaves the repository.
