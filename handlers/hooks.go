@@ -148,6 +148,21 @@ func NewHooks(repos []Repo, q Enqueuer, n Notifier, opts HooksOptions) (*Hooks, 
 	return h, nil
 }
 
+// SetInputs tells routing which paths outside an app's own its last deploy rendered from (see
+// queue.Inputs), so that a push changing only such a shared base syncs the app at once. It is
+// safe to call while hooks are served; an unknown app is ignored.
+func (h *Hooks) SetInputs(in queue.Inputs) {
+	n, ok := h.graph.byName[in.App]
+	if !ok {
+		return
+	}
+	paths := make([]string, len(in.Paths))
+	for i, p := range in.Paths {
+		paths[i] = cleanDir(p) // "." becomes "", the whole repository
+	}
+	n.inputs.Store(&paths)
+}
+
 // ServeHTTP answers one delivery: 404 unknown repo, 413 oversize, 401 unverified, 400
 // unreadable, 200 ping or ignored (with the reason), 503 when jobs could not be stored and
 // 202 with the stored jobs.

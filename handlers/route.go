@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // appNode is one configured app, normalised once at construction so routing a hook is only
@@ -17,6 +18,9 @@ type appNode struct {
 	dir string
 	// rank orders apps so that every app comes after the apps it depends on.
 	rank int
+	// inputs are the paths outside dir that the app's last deploy rendered from (kustomize
+	// bases and files elsewhere in the repository), as the workers record them; nil until known.
+	inputs atomic.Pointer[[]string]
 }
 
 // graph is every app the handler knows, across repositories, with the reverse of DependsOn.
@@ -147,12 +151,17 @@ func (g *graph) ofRepo(repo string) []*appNode {
 	return out
 }
 
-// touchedBy reports whether any changed path belongs to the app: under its directory, matching
+// touchedBy reports whether any changed path belongs to the app: under its directory or one of
+// its recorded inputs, matching
 // one of its Include globs when it has any, and matching none of its Exclude globs.
 func (n *appNode) touchedBy(changed []string) bool {
+	var inputs []string
+	if in := n.inputs.Load(); in != nil {
+		inputs = *in
+	}
 	for _, p := range changed {
 		p = strings.TrimPrefix(p, "/")
-		if !underDir(n.dir, p) {
+		if !underDir(n.dir, p) && !underAnyDir(inputs, p) {
 			continue
 		}
 		if len(n.Include) > 0 && !matchAny(n.Include, p) {
@@ -174,6 +183,15 @@ func cleanDir(p string) string {
 
 func underDir(dir, p string) bool {
 	return dir == "" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+func underAnyDir(dirs []string, p string) bool {
+	for _, d := range dirs {
+		if underDir(d, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func matchAny(globs []string, p string) bool {

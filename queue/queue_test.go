@@ -477,3 +477,59 @@ func TestNewIDSortsByTime(t *testing.T) {
 		t.Fatalf("ids %q, %q: want 26 valid characters sorting by time", a, b)
 	}
 }
+
+// TestWatchInputs delivers what was recorded before the watch started, then later changes from
+// any writer, and a removed entry as no paths.
+func TestWatchInputs(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	recs, err := NewRecords(t.Context(), q.JetStream(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recs.PutInputs(t.Context(), Inputs{App: "api", SHA: "a1", Paths: []string{"base"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Inputs, 10)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- recs.WatchInputs(ctx, func(in Inputs) { got <- in }) }()
+	next := func() Inputs {
+		t.Helper()
+		select {
+		case in := <-got:
+			return in
+		case <-time.After(10 * time.Second):
+			t.Fatal("no inputs delivered within 10s")
+			return Inputs{}
+		}
+	}
+	if diff := cmp.Diff(Inputs{App: "api", SHA: "a1", Paths: []string{"base"}}, next()); diff != "" {
+		t.Errorf("stored inputs (-want +got):\n%s", diff)
+	}
+	// Other keys of the bucket (states, records) are not inputs.
+	if err := recs.PutAppState(t.Context(), AppState{App: "api", SHA: "a1", State: StateSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	if err := recs.PutInputs(t.Context(), Inputs{App: "web", SHA: "b2", Paths: []string{"common/web.yaml", "base"}}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Inputs{App: "web", SHA: "b2", Paths: []string{"common/web.yaml", "base"}}, next()); diff != "" {
+		t.Errorf("later inputs (-want +got):\n%s", diff)
+	}
+	if err := recs.kv.Delete(t.Context(), inputsKey("api")); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Inputs{App: "api"}, next()); diff != "" {
+		t.Errorf("deleted inputs (-want +got):\n%s", diff)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("WatchInputs after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchInputs did not return after its context ended")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,7 +63,7 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 		s.report(ctx, log, repo, job, status.Pending, "syncing "+short(job.SHA))
 	}
 
-	objs, phases, err := s.load(ctx, app, repo, job)
+	objs, phases, inputs, err := s.load(ctx, app, repo, job)
 	if err != nil {
 		if errors.Is(err, source.ErrCommitNotFound) && s.opts.Now().Sub(job.EnqueuedAt) < s.opts.CommitWait && !d.Last {
 			log.Info("commit not served yet, waiting for it", "err", err)
@@ -71,6 +72,7 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 		return s.retryOrFail(ctx, log, repo, job, d, rec, stageOf(err, "fetch"), err)
 	}
 	rec.Phases = phases
+	s.learnInputs(ctx, log, app, job.SHA, inputs)
 
 	timeout := app.Timeout
 	if timeout <= 0 {
@@ -173,9 +175,10 @@ func underAny(dir string, paths []string) bool {
 	return false
 }
 
-// load fetches the commit and renders the app's path.
-func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) ([]render.Object, map[string]int64, error) {
-	phases := map[string]int64{}
+// load fetches the commit and renders the app's path. inputs are what the render read
+// (render.Inputs); they are nil when that cannot be told.
+func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) (objs []render.Object, phases map[string]int64, inputs []string, err error) {
+	phases = map[string]int64{}
 	t := s.opts.Now()
 	var refs []string
 	switch {
@@ -186,20 +189,52 @@ func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) ([
 		refs = []string{"refs/heads/" + job.Ref, "refs/tags/" + job.Ref}
 	}
 	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, refs...); err != nil {
-		return nil, phases, &stageError{stage: "fetch", err: err}
+		return nil, phases, nil, &stageError{stage: "fetch", err: err}
 	}
 	files, err := s.fetch.Files(ctx, repo.Source, job.SHA, app.Path)
 	if err != nil {
-		return nil, phases, &stageError{stage: "fetch", err: err}
+		return nil, phases, nil, &stageError{stage: "fetch", err: err}
 	}
 	phases["fetch"] = s.opts.Now().Sub(t).Milliseconds()
 	t = s.opts.Now()
-	objs, err := render.Render(files, app.Path, render.Options{})
+	objs, err = render.Render(files, app.Path, render.Options{})
 	if err != nil {
-		return nil, phases, &stageError{stage: "render", err: err}
+		return nil, phases, nil, &stageError{stage: "render", err: err}
 	}
+	inputs, _ = render.Inputs(files, app.Path) // it refuses only what Render just accepted
 	phases["render"] = s.opts.Now().Sub(t).Milliseconds()
-	return objs, phases, nil
+	return objs, phases, inputs, nil
+}
+
+// learnInputs records, for webhook routing on every replica, the paths outside the app's own
+// that its render of sha read (kustomize bases and files elsewhere in the repository), so that a
+// push changing only a shared base syncs the apps built on it at once. It writes only when they
+// differ from what this process last recorded; a failure to record costs only that routing,
+// which the next poll makes up for.
+func (s *Syncer) learnInputs(ctx context.Context, log *slog.Logger, app App, sha string, inputs []string) {
+	if inputs == nil {
+		return
+	}
+	dir := strings.Trim(path.Clean(app.Path), "/")
+	outside := []string{}
+	for _, in := range inputs {
+		if !underAny(dir, []string{in}) {
+			outside = append(outside, in)
+		}
+	}
+	s.learnedMu.Lock()
+	known, ok := s.learned[app.Name]
+	s.learnedMu.Unlock()
+	if ok && slices.Equal(known, outside) {
+		return
+	}
+	if err := s.store.PutInputs(ctx, queue.Inputs{App: app.Name, SHA: sha, Paths: outside}); err != nil {
+		log.Warn("inputs not recorded", "err", err)
+		return
+	}
+	s.learnedMu.Lock()
+	s.learned[app.Name] = outside
+	s.learnedMu.Unlock()
 }
 
 // dependencies returns the name of an app this one must still wait for, or errDependencyFailed

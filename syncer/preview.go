@@ -23,7 +23,7 @@ func (s *Syncer) preview(ctx context.Context, log *slog.Logger, app App, repo Re
 	} else if err != nil {
 		log.Info("cannot tell what the pull request changes; planning the app", "err", err)
 	}
-	objs, phases, err := s.load(ctx, app, repo, job)
+	objs, phases, _, err := s.load(ctx, app, repo, job)
 	if err != nil {
 		return s.retryOrFail(ctx, log, repo, job, d, rec, stageOf(err, "fetch"), err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
@@ -60,6 +61,8 @@ type Store interface {
 	Get(ctx context.Context, id string) (queue.Record, error)
 	AppState(ctx context.Context, app string) (queue.AppState, bool, error)
 	PutAppState(ctx context.Context, st queue.AppState) error
+	// PutInputs records what an app's render read outside its path, for webhook routing.
+	PutInputs(ctx context.Context, in queue.Inputs) error
 }
 
 // Backlog tells what is still queued, for the dependency gate and newest-commit-wins.
@@ -103,11 +106,15 @@ type Syncer struct {
 	opts    Options
 	metrics *Metrics
 	notes   chan []queue.Job
+
+	// learned is each app's inputs outside its path as this process last recorded them.
+	learnedMu sync.Mutex
+	learned   map[string][]string
 }
 
 // New checks that every app names a known repository and dependency.
 func New(repos []Repo, apps []App, f Fetcher, a Applier, st Store, bl Backlog, m *Metrics, opts Options) (*Syncer, error) {
-	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: f, apply: a, store: st, backlog: bl, opts: opts, metrics: m, notes: make(chan []queue.Job, notifyBuffer)}
+	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: f, apply: a, store: st, backlog: bl, opts: opts, metrics: m, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{}}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.Default()
 	}

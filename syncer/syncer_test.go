@@ -93,10 +93,19 @@ type memStore struct {
 	mu     sync.Mutex
 	recs   map[string]queue.Record
 	states map[string]queue.AppState
+	// inputs is every PutInputs call, in order.
+	inputs []queue.Inputs
 }
 
 func newStore() *memStore {
 	return &memStore{recs: map[string]queue.Record{}, states: map[string]queue.AppState{}}
+}
+
+func (m *memStore) PutInputs(_ context.Context, in queue.Inputs) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inputs = append(m.inputs, in)
+	return nil
 }
 
 func (m *memStore) Put(_ context.Context, r queue.Record) error {
@@ -464,6 +473,36 @@ func TestChangesToSharedBases(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestDeployRecordsInputs: a deploy records what the app's render read outside its path, once
+// per change, and never from a preview.
+func TestDeployRecordsInputs(t *testing.T) {
+	w := newWorld(t, App{Name: "api", Repo: "platform", Path: "apps/api"}, App{Name: "docs", Repo: "platform", Path: "docs"})
+	w.fetch.repo = sharedBaseRepo
+	for _, j := range []queue.Job{job("api", "c1", time.Now()), job("docs", "c1", time.Now()), job("api", "c2", time.Now())} {
+		if err := w.s.Handle(t.Context(), j, queue.Delivery{Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr := job("api", "pr1", time.Now())
+	pr.Kind, pr.Trigger, pr.Ref, pr.PR = queue.KindPreview, queue.TriggerPR, "refs/pull/7/head", 7
+	w.fetch.repo = map[string]string{"apps/api/kustomization.yaml": "resources:\n- ../../other\n", "other/kustomization.yaml": "resources: []\n"}
+	if err := w.s.Handle(t.Context(), pr, queue.Delivery{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	want := []queue.Inputs{{App: "api", SHA: "c1", Paths: []string{"base", "base/cm.yaml"}}, {App: "docs", SHA: "c1", Paths: []string{}}}
+	if diff := cmp.Diff(want, w.store.inputs); diff != "" {
+		t.Errorf("recorded inputs (-want +got):\n%s", diff)
+	}
+	// The base moves: the next deploy records it.
+	w.fetch.repo = map[string]string{"apps/api/kustomization.yaml": "resources:\n- ../../other\n", "other/kustomization.yaml": "resources: []\n"}
+	if err := w.s.Handle(t.Context(), job("api", "c3", time.Now()), queue.Delivery{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.store.inputs[len(w.store.inputs)-1]; !cmp.Equal(got, queue.Inputs{App: "api", SHA: "c3", Paths: []string{"other"}}) {
+		t.Errorf("after the base moved, recorded %+v", got)
 	}
 }
 

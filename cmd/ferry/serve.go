@@ -145,6 +145,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	work, stopWork := context.WithCancel(ctx)
 	defer stopWork()
 	wg.Go(func() { s.RunNotifier(work) })
+	wg.Go(func() { watchInputs(work, records, hooks, log.With("part", "hooks")) })
 	copts := queue.DefaultConsumeOptions()
 	copts.Workers, copts.Grace, copts.Logger = workers, shutdownGrace, log.With("part", "queue")
 	// Syncs come in bursts (a push to a monorepo, start-up recovery) with long quiet spells
@@ -177,6 +178,27 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	wg.Wait()
 	log.Info("ferry stopped")
 	return err
+}
+
+// inputsRewatch is the pause before the watch of recorded inputs is opened again after it broke
+// (NATS restarting, say); meanwhile routing keeps what it knew.
+const inputsRewatch = 5 * time.Second
+
+// watchInputs keeps webhook routing told of what each app's last deploy rendered from outside
+// its path, as any replica records it, until ctx ends.
+func watchInputs(ctx context.Context, records *queue.Records, hooks *handlers.Hooks, log *slog.Logger) {
+	for {
+		err := records.WatchInputs(ctx, hooks.SetInputs)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("watching recorded inputs", "err", err, "retry_in", inputsRewatch)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(inputsRewatch):
+		}
+	}
 }
 
 // enqueuer stores jobs and tells the syncer of those that are new, so that a redelivered hook

@@ -1,0 +1,74 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Inputs are the repository paths outside an app's own path that its last rendered commit read:
+// the kustomize bases, components and files it builds on elsewhere in the repository. Webhook
+// routing counts a push that changes one of them as a change to the app.
+type Inputs struct {
+	App string `json:"app"`
+	// SHA is the commit the paths were read from.
+	SHA   string   `json:"sha"`
+	Paths []string `json:"paths"`
+}
+
+const inputsSuffix = ".inputs"
+
+func inputsKey(app string) string { return "app." + app + inputsSuffix }
+
+// PutInputs records what an app's latest render read outside its path.
+func (s *Records) PutInputs(ctx context.Context, in Inputs) error {
+	data, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encode inputs of %s: %w", in.App, err)
+	}
+	if _, err := s.kv.Put(ctx, inputsKey(in.App), data); err != nil {
+		return fmt.Errorf("store inputs of %s: %w", in.App, err)
+	}
+	return nil
+}
+
+// WatchInputs calls fn with every app's recorded inputs, then with each change as any replica
+// records it, until ctx ends. An entry that cannot be decoded is skipped, and a deleted one is
+// reported as no paths. It returns nil once ctx ends.
+func (s *Records) WatchInputs(ctx context.Context, fn func(Inputs)) error {
+	w, err := s.kv.Watch(ctx, "app.*"+inputsSuffix)
+	if err != nil {
+		return fmt.Errorf("watch inputs: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("watch inputs: the watcher stopped")
+			}
+			if e == nil { // every stored value has been delivered
+				continue
+			}
+			app := strings.TrimSuffix(strings.TrimPrefix(e.Key(), "app."), inputsSuffix)
+			if e.Operation() != jetstream.KeyValuePut {
+				fn(Inputs{App: app})
+				continue
+			}
+			var in Inputs
+			if json.Unmarshal(e.Value(), &in) != nil || in.App != app {
+				continue
+			}
+			fn(in)
+		}
+	}
+}
