@@ -45,7 +45,7 @@ type giteaPush struct {
 func scanGiteaPush(body []byte) (giteaPush, error) {
 	var p giteaPush
 	s := jsonScanner{b: body}
-	err := s.object(func(name []byte) (err error) {
+	err := s.document(func(name []byte) (err error) {
 		switch string(name) {
 		case "ref":
 			p.Ref, err = s.str()
@@ -56,20 +56,12 @@ func scanGiteaPush(body []byte) (giteaPush, error) {
 		case "total_commits":
 			p.TotalCommits, err = s.integer()
 		case "commits":
-			p.Commits = nil
-			err = s.array(func() error {
-				c, err := s.commit()
-				p.Commits = append(p.Commits, c)
-				return err
-			})
+			p.Commits, err = s.commits()
 		default:
 			err = s.skip()
 		}
 		return err
 	})
-	if err == nil {
-		err = s.end()
-	}
 	return p, err
 }
 

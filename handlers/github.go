@@ -129,7 +129,7 @@ type pushCommit struct {
 func scanGitHubPush(body []byte) (githubPushPayload, error) {
 	var p githubPushPayload
 	s := jsonScanner{b: body}
-	err := s.object(func(name []byte) (err error) {
+	err := s.document(func(name []byte) (err error) {
 		switch string(name) {
 		case "ref":
 			p.Ref, err = s.str()
@@ -147,20 +147,12 @@ func scanGitHubPush(body []byte) (githubPushPayload, error) {
 		case "forced":
 			p.Forced, err = s.boolean()
 		case "commits":
-			p.Commits = nil
-			err = s.array(func() error {
-				c, err := s.commit()
-				p.Commits = append(p.Commits, c)
-				return err
-			})
+			p.Commits, err = s.commits()
 		default:
 			err = s.skip()
 		}
 		return err
 	})
-	if err == nil {
-		err = s.end()
-	}
 	return p, err
 }
 

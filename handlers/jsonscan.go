@@ -472,6 +472,25 @@ func (s *jsonScanner) memberName() ([]byte, error) {
 	return s.name, nil
 }
 
+// document reads the whole body as one object (or null), then checks that nothing follows it.
+func (s *jsonScanner) document(member func(name []byte) error) error {
+	if err := s.object(member); err != nil {
+		return err
+	}
+	return s.end()
+}
+
+// commits reads a push payload's commits array (or null).
+func (s *jsonScanner) commits() ([]*pushCommit, error) {
+	var out []*pushCommit
+	err := s.array(func() error {
+		c, err := s.commit()
+		out = append(out, c)
+		return err
+	})
+	return out, err
+}
+
 // commit reads one element of a push payload's commits (nil for null).
 func (s *jsonScanner) commit() (*pushCommit, error) {
 	if s.null() {
