@@ -9,8 +9,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"testing/fstest"
-	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -19,8 +17,9 @@ import (
 )
 
 const (
-	// MaxTreeBytes bounds the distinct file content of one commit held in memory for
-	// rendering; a repository of manifests is far smaller, and a bigger one is a mistake.
+	// MaxTreeBytes bounds the distinct file content read from one Files tree, that is, by one
+	// render: an app's manifests are far smaller, and reading more is a mistake. The rest of
+	// the commit is never read, so the repository itself may be larger.
 	MaxTreeBytes = 256 << 20
 	// MaxTreeFiles bounds the files of one commit's tree, counting each copy that a link to
 	// a directory makes, so that links cannot multiply a tree without bound.
@@ -66,10 +65,16 @@ func (c *Cache) Files(ctx context.Context, r Repo, sha, dir string) (fs.FS, erro
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: tree of %s: %w", r.Name, short(sha), err)
 	}
-	b := &builder{
-		ctx: ctx, repo: e.repo, files: fstest.MapFS{}, refused: map[string]error{},
-		blobs: map[plumbing.Hash][]byte{}, mtime: cm.Committer.When,
-	}
+	// The tree reads a file's content when it is opened, after Files returns: it takes the
+	// repository's lock again for each read, with the caller's context.
+	tfs := newTreeFS(cm.Committer.When, func(h plumbing.Hash, limit int64) ([]byte, error) {
+		if err := e.lock(ctx); err != nil {
+			return nil, err
+		}
+		defer e.unlock()
+		return readBlob(e.repo, h, limit)
+	})
+	b := &builder{ctx: ctx, repo: e.repo, tree: tfs, refused: tfs.refused}
 	if err := b.load(tree); err != nil {
 		return nil, fmt.Errorf("repo %s: read commit %s: %w", r.Name, short(sha), err)
 	}
@@ -95,7 +100,7 @@ func (c *Cache) Files(ctx context.Context, r Repo, sha, dir string) (fs.FS, erro
 		slices.Sort(bad)
 		return nil, fmt.Errorf("repo %s: commit %s, app path %q (%d refused): %w", r.Name, short(sha), clean, len(bad), b.refused[bad[0]])
 	}
-	return &treeFS{files: b.files, refused: b.refused}, nil
+	return tfs, nil
 }
 
 // cleanDir turns an app path into an fs.FS path, refusing one that leaves the repository.
@@ -122,17 +127,15 @@ func join(dir, name string) string {
 	return dir + "/" + name
 }
 
-// builder turns a commit's tree into an in-memory file system.
+// builder lays out a commit's tree as a treeFS.
 type builder struct {
 	ctx      context.Context
 	repo     *git.Repository
 	entries  map[string]object.TreeEntry // real path → entry; the root "" has none
 	children map[string][]string         // real directory → its entries' names
-	files    fstest.MapFS
+	tree     *treeFS
 	refused  map[string]error
-	blobs    map[plumbing.Hash][]byte
-	bytes    int64
-	mtime    time.Time
+	files    int // laid out, counting each copy a link to a directory makes
 }
 
 // load indexes every entry of the tree by path; git's own rules refuse names such as ".." and
@@ -270,36 +273,25 @@ func (b *builder) refuse(at, real string, reason error) {
 	b.refused[at] = fmt.Errorf("symbolic link %s -> %s %w (%w)", at, target, reason, ErrBadTree)
 }
 
-// add puts a file into the file system, reading each blob once however many links share it.
+// add lays out a file of the file system; its content is read when it is opened.
 func (b *builder) add(at string, h plumbing.Hash) error {
-	if len(b.files) >= MaxTreeFiles {
+	if b.files >= MaxTreeFiles {
 		return fmt.Errorf("more than %d files, counting links to directories: %w", MaxTreeFiles, ErrBadTree)
 	}
-	if len(b.files)%ctxCheckEvery == 0 {
+	if b.files%ctxCheckEvery == 0 {
 		if err := b.ctx.Err(); err != nil {
 			return err
 		}
 	}
-	data, ok := b.blobs[h]
-	if !ok {
-		var err error
-		data, err = b.blob(h, MaxTreeBytes-b.bytes)
-		if errors.Is(err, errTooLarge) {
-			return fmt.Errorf("the commit holds more than %d MiB of files: %w", MaxTreeBytes>>20, ErrBadTree)
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", at, err)
-		}
-		b.blobs[h] = data
-		b.bytes += int64(len(data))
-	}
-	b.files[at] = &fstest.MapFile{Data: data, Mode: 0o444, ModTime: b.mtime}
+	b.files++
+	b.tree.addFile(at, h)
 	return nil
 }
 
-// blob reads an object's content, failing past limit bytes.
-func (b *builder) blob(h plumbing.Hash, limit int64) ([]byte, error) {
-	obj, err := b.repo.BlobObject(h)
+// readBlob reads an object's content, failing past limit bytes. The caller holds the
+// repository's lock.
+func readBlob(repo *git.Repository, h plumbing.Hash, limit int64) ([]byte, error) {
+	obj, err := repo.BlobObject(h)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
@@ -320,29 +312,9 @@ func (b *builder) blob(h plumbing.Hash, limit int64) ([]byte, error) {
 
 // readLink reads a symbolic link's target.
 func (b *builder) readLink(h plumbing.Hash) (string, error) {
-	data, err := b.blob(h, maxLinkTarget)
+	data, err := readBlob(b.repo, h, maxLinkTarget)
 	if err != nil {
 		return "", err
 	}
 	return string(data), nil
-}
-
-// treeFS is a commit's files plus the links it refused, so that opening one explains why it
-// is missing instead of just saying it does not exist.
-type treeFS struct {
-	files   fstest.MapFS
-	refused map[string]error
-}
-
-// Open opens a file or directory of the commit.
-func (t *treeFS) Open(name string) (fs.File, error) {
-	if !fs.ValidPath(name) {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
-	}
-	for p := name; p != "."; p = path.Dir(p) {
-		if err, ok := t.refused[p]; ok {
-			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
-		}
-	}
-	return t.files.Open(name)
 }
