@@ -1,9 +1,12 @@
 package render
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -19,16 +22,28 @@ import (
 // kustomization's buildMetadata asks for originAnnotations.
 const originAnnotation = "config.kubernetes.io/origin"
 
-// renderKustomization builds the kustomization in dir. The repository is copied into an in-memory
-// filesystem mounted at "/", so kustomize cannot read anything but the commit's files; before the
-// build, every kustomization reachable from dir is checked (see checkKustomizations) so that remote
-// bases, plugins and Helm are refused with a message naming the entry, instead of kustomize trying
-// the network or failing obscurely.
+// renderKustomization builds the kustomization in dir. Before the build, every kustomization
+// reachable from dir is checked (see checkKustomizations) so that remote bases, plugins and Helm
+// are refused with a message naming the entry, instead of kustomize trying the network or failing
+// obscurely. What that walk reached (the kustomization directories and the files they name) is
+// copied into an in-memory filesystem mounted at "/", so kustomize cannot read anything but the
+// commit's files, and a render reads its app's part of a monorepo, not all of it. Should kustomize
+// miss a file the walk did not foresee, the build runs once more on a copy of the whole commit.
 func renderKustomization(fsys fs.FS, dir, kfile string, opts Options) ([]Object, error) {
-	if err := checkKustomizations(fsys, dir); err != nil {
+	inputs, err := walkKustomizations(fsys, dir)
+	if err != nil {
 		return nil, err
 	}
-	mem, err := memoryCopy(fsys, opts.MaxFileSize)
+	if objs, err := buildKustomization(fsys, inputs, dir, kfile, opts); err == nil {
+		return objs, nil
+	}
+	return buildKustomization(fsys, nil, dir, kfile, opts)
+}
+
+// buildKustomization runs kustomize on a copy of the inputs, or of the whole commit when inputs
+// is nil.
+func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, opts Options) ([]Object, error) {
+	mem, err := memoryCopy(fsys, inputs, opts.MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -68,30 +83,53 @@ func renderKustomization(fsys fs.FS, dir, kfile string, opts Options) ([]Object,
 	return objs, nil
 }
 
-// memoryCopy copies every regular file of the commit into an in-memory kustomize filesystem.
-func memoryCopy(fsys fs.FS, limit int64) (filesys.FileSystem, error) {
+// memoryCopy copies regular files of the commit into an in-memory kustomize filesystem: everything
+// under each input directory and each input file, or every file when inputs is nil.
+func memoryCopy(fsys fs.FS, inputs map[string]bool, limit int64) (filesys.FileSystem, error) {
 	mem := filesys.MakeFsInMemory()
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("render: read repository: %w", err)
-		}
-		if d.IsDir() {
-			if p != "." {
-				return mem.MkdirAll("/" + p)
+	roots := []string{"."}
+	if inputs != nil {
+		roots = slices.Sorted(maps.Keys(inputs))
+	}
+	copied := map[string]bool{}
+	for _, root := range roots {
+		err := fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if p == root && errors.Is(err, fs.ErrNotExist) {
+					return nil // a file the kustomization names but the commit lacks: kustomize says so
+				}
+				return fmt.Errorf("render: read repository: %w", err)
 			}
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		data, err := readLimited(fsys, p, limit)
+			if copied[p] {
+				if d.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			copied[p] = true
+			if d.IsDir() {
+				if p != "." {
+					return mem.MkdirAll("/" + p)
+				}
+				return nil
+			}
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			data, err := readLimited(fsys, p, limit)
+			if err != nil {
+				return err
+			}
+			if parent := path.Dir(p); parent != "." {
+				if err := mem.MkdirAll("/" + parent); err != nil {
+					return err
+				}
+			}
+			return mem.WriteFile("/"+p, data)
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return mem.WriteFile("/"+p, data)
-	})
-	if err != nil {
-		return nil, err
 	}
 	return mem, nil
 }

@@ -2,6 +2,8 @@ package render
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 
@@ -256,5 +258,56 @@ func TestInputs(t *testing.T) {
 	broken := repo(map[string]string{"apps/x/kustomization.yaml": "resources:\n- ../../missing\n"})
 	if _, err := Inputs(broken, "apps/x"); !errors.Is(err, ErrRefused) {
 		t.Errorf("missing base: err = %v, want ErrRefused", err)
+	}
+}
+
+// openCounter records every file opened through it.
+type openCounter struct {
+	fs.FS
+	opened map[string]int
+}
+
+func (o *openCounter) Open(name string) (fs.File, error) {
+	f, err := o.FS.Open(name)
+	if err == nil {
+		if st, serr := f.Stat(); serr == nil && !st.IsDir() {
+			o.opened[name]++
+		}
+	}
+	return f, err
+}
+
+// TestKustomizeReadsOnlyItsInputs: a kustomization renders from its own directory and what it
+// names elsewhere; the rest of the repository (other apps, documentation) is never read, so a
+// render costs its app's share of a monorepo.
+func TestKustomizeReadsOnlyItsInputs(t *testing.T) {
+	files := map[string]string{
+		"base/kustomization.yaml":      "resources:\n- deploy.yaml\n",
+		"base/deploy.yaml":             baseDeploy,
+		"common/replicas.yaml":         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 3\n",
+		"files/app.properties":         "mode=prod\n",
+		"apps/prod/kustomization.yaml": "resources:\n- ../../base\npatches:\n- path: ../../common/replicas.yaml\nconfigMapGenerator:\n- name: settings\n  files: [app=../../files/app.properties]\n",
+	}
+	for i := range 50 {
+		files[fmt.Sprintf("apps/other%02d/cm.yaml", i)] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n"
+	}
+	files["docs/big.md"] = strings.Repeat("documentation\n", 10000)
+	counter := &openCounter{FS: repo(files), opened: map[string]int{}}
+	objs, err := Render(counter, "apps/prod", DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 2 {
+		t.Fatalf("rendered %d objects, want the Deployment and the ConfigMap", len(objs))
+	}
+	for name := range counter.opened {
+		if strings.HasPrefix(name, "apps/other") || strings.HasPrefix(name, "docs/") {
+			t.Errorf("render read %s, which the kustomization does not name", name)
+		}
+	}
+	for _, want := range []string{"base/deploy.yaml", "common/replicas.yaml", "files/app.properties"} {
+		if counter.opened[want] == 0 {
+			t.Errorf("render did not read %s", want)
+		}
 	}
 }
