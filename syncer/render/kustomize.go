@@ -27,17 +27,24 @@ const originAnnotation = "config.kubernetes.io/origin"
 // are refused with a message naming the entry, instead of kustomize trying the network or failing
 // obscurely. What that walk reached (the kustomization directories and the files they name) is
 // copied into an in-memory filesystem mounted at "/", so kustomize cannot read anything but the
-// commit's files, and a render reads its app's part of a monorepo, not all of it. Should kustomize
-// miss a file the walk did not foresee, the build runs once more on a copy of the whole commit.
+// commit's files, and a render reads its app's part of a monorepo, not all of it. Should the build
+// fail, it runs once more on a copy of the whole commit, in case kustomize wanted a file the walk
+// did not foresee.
 func renderKustomization(fsys fs.FS, dir, kfile string, opts Options) ([]Object, error) {
 	inputs, err := walkKustomizations(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
-	if objs, err := buildKustomization(fsys, inputs, dir, kfile, opts); err == nil {
+	objs, err := buildKustomization(fsys, inputs, dir, kfile, opts)
+	if err == nil {
 		return objs, nil
 	}
-	return buildKustomization(fsys, nil, dir, kfile, opts)
+	// A broken kustomization fails both ways; its first error is the one to report (the whole
+	// commit may also exceed what one render may read).
+	if all, err2 := buildKustomization(fsys, nil, dir, kfile, opts); err2 == nil {
+		return all, nil
+	}
+	return nil, err
 }
 
 // buildKustomization runs kustomize on a copy of the inputs, or of the whole commit when inputs
