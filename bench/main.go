@@ -4,7 +4,7 @@
 // description to bench/RESULTS.md.
 //
 //	go run ./bench                      # everything
-//	go run ./bench -only P1 -reps 3     # one measure
+//	go run ./bench -only P1 -p1-reps 3  # one measure
 //
 // The same binary re-executes itself with -child to run ferry's apply engine in a process of its
 // own, so that its peak RSS is ferry's alone.
@@ -41,6 +41,7 @@ type params struct {
 	Only      []string
 	Reps      int
 	P3Reps    int
+	P1Reps    int
 	Out       string
 	Work      string
 	K8sBin    string
@@ -59,6 +60,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	p := &params{}
 	only := fs.String("only", strings.Join(measures, ","), "comma-separated measures to run (P5 sync is measured with P3)")
 	fs.IntVar(&p.Reps, "reps", 3, "repetitions of each measure; the table shows medians")
+	fs.IntVar(&p.P1Reps, "p1-reps", 9, "repetitions of P1, a few seconds each, whose ratio moves most with what else the shared cores run; 0 uses -reps")
 	fs.IntVar(&p.P3Reps, "p3-reps", 5, "repetitions of P3/P4/P5 (sync), whose kubectl baseline varies most from run to run; 0 uses -reps")
 	fs.StringVar(&p.Out, "out", "bench/RESULTS.md", "results file ('' to skip writing)")
 	fs.StringVar(&p.Work, "work", "", "scratch directory (default: a new temporary directory, removed afterwards)")
@@ -120,6 +122,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 		return nil, errors.New("-reps must be at least 1")
 	}
 	p.P1.Reps, p.Sync.Reps = p.Reps, p.Reps
+	if p.P1Reps > 0 {
+		p.P1.Reps = p.P1Reps
+	}
 	if p.P3Reps > 0 {
 		p.Sync.Reps = p.P3Reps
 	}
@@ -132,7 +137,7 @@ func (p *params) wants(m string) bool { return slices.Contains(p.Only, m) }
 // describe lists the parameters the way RESULTS.md and the console show them.
 func (p *params) describe() []string {
 	return []string{
-		fmt.Sprintf("measures: %s; repetitions: %d, P3/P4/P5 sync %d (medians reported)", strings.Join(p.Only, ","), p.Reps, p.Sync.Reps),
+		fmt.Sprintf("measures: %s; repetitions: %d, P1 %d, P3/P4/P5 sync %d (medians reported)", strings.Join(p.Only, ","), p.Reps, p.P1.Reps, p.Sync.Reps),
 		fmt.Sprintf("P1: %d keep-alive clients, %d requests or %s per run (whichever first) after %d warm-up requests; payload %s (%s), one app routed, one job per hook; embedded JetStream on a temp dir; ferry's routes (server.New) and handlers.Hooks with an info-level text logger to io.Discard",
 			p.P1.Clients, p.P1.Requests, p.P1.Duration, p.P1.Warmup, p.P1.Payload, byteSize(p.P1.Payload)),
 		fmt.Sprintf("P3/P4/P5: %d objects (%d Namespaces, then ConfigMaps, headless Services and Deployments with replicas 0) over %d namespaces; a fresh etcd + kube-apiserver + kube-controller-manager per variant and repetition; bare loop: %d workers; ferry engine: apply.DefaultOptions(), client QPS %s, in a child process; timeout %s",
