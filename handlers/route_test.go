@@ -1,10 +1,14 @@
 package handlers
 
 import (
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferrygitops/ferry/queue"
 )
 
 func TestMatchGlob(t *testing.T) {
@@ -135,5 +139,51 @@ func TestDependencyOrder(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"cache", "db", "api", "web", "cron"}, got); diff != "" {
 		t.Errorf("all apps (-want +got):\n%s", diff)
+	}
+}
+
+// TestHooksRouteRecordedInputs: a push that only changes a shared base outside every app's path
+// syncs the apps whose last deploy rendered from it, once the workers recorded that, with their
+// dependents; exclude globs still apply, and forgetting the inputs routes by path alone again.
+func TestHooksRouteRecordedInputs(t *testing.T) {
+	ghPush := readTestdata(t, "github/push.json")
+	baseOnly := patchJSON(t, ghPush, func(m map[string]any) {
+		m["commits"] = []any{map[string]any{"id": ghPushAfter, "added": []any{}, "removed": []any{}, "modified": []any{"common/base/deploy.yaml"}}}
+	})
+	docsOnly := patchJSON(t, ghPush, func(m map[string]any) {
+		m["commits"] = []any{map[string]any{"id": ghPushAfter, "added": []any{"common/base/README.md"}, "removed": []any{}, "modified": []any{}}}
+	})
+	hh := newHarness(t, testRepos("github", githubSecret))
+	send := func(body []byte) (int, []string) {
+		t.Helper()
+		n := len(hh.queue.calls)
+		rec := hh.post(t, "platform", githubHeaders("push", fmt.Sprintf("d-%d", n), githubSecret, body), body)
+		var apps []string
+		if len(hh.queue.calls) > n {
+			for _, j := range hh.queue.calls[n] {
+				apps = append(apps, j.App)
+			}
+		}
+		return rec.Code, apps
+	}
+	if code, apps := send(baseOnly); code != http.StatusOK || apps != nil {
+		t.Fatalf("before any inputs are known: status %d, apps %v; want 200 and none", code, apps)
+	}
+	hh.hooks.SetInputs(queue.Inputs{App: "api", SHA: ghPushAfter, Paths: []string{"common/base", "common/replicas.yaml"}})
+	hh.hooks.SetInputs(queue.Inputs{App: "nosuchapp", Paths: []string{"."}})
+	code, apps := send(baseOnly)
+	if code != http.StatusAccepted {
+		t.Fatalf("status %d, want 202", code)
+	}
+	if diff := cmp.Diff([]string{"api", "web"}, apps); diff != "" {
+		t.Errorf("apps synced (-want +got):\n%s", diff)
+	}
+	// api excludes apps/api/**/*.md only; a Markdown file in the base still counts.
+	if _, apps := send(docsOnly); !cmp.Equal(apps, []string{"api", "web"}) {
+		t.Errorf("README in the base: apps %v, want [api web]", apps)
+	}
+	hh.hooks.SetInputs(queue.Inputs{App: "api"})
+	if code, apps := send(baseOnly); code != http.StatusOK || apps != nil {
+		t.Errorf("after the inputs were cleared: status %d, apps %v; want 200 and none", code, apps)
 	}
 }
