@@ -20,7 +20,6 @@ const giteaAPIPath = "/api/v1"
 // skipped, so each goes to what a reader should see on the commit.
 var giteaStates = map[State]string{
 	Pending:  "pending",
-	Running:  "pending",
 	Success:  "success",
 	Skipped:  "success",
 	Failure:  "failure",

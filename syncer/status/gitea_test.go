@@ -21,7 +21,7 @@ func newTestGitea(t *testing.T, apiURL string) *Gitea {
 
 func TestGiteaReportsEachState(t *testing.T) {
 	want := map[State]string{
-		Pending: "pending", Running: "pending",
+		Pending: "pending",
 		Success: "success", Skipped: "success",
 		Failure: "failure", Canceled: "failure",
 	}

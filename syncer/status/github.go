@@ -20,7 +20,6 @@ const gitHubStatusCapText = "maximum number of statuses"
 // "canceled" or "skipped", so each goes to the state a reader should see on the commit.
 var gitHubStates = map[State]string{
 	Pending:  "pending",
-	Running:  "pending",
 	Success:  "success",
 	Skipped:  "success",
 	Failure:  "failure",

@@ -22,7 +22,7 @@ func newTestGitHub(t *testing.T, apiURL string) *GitHub {
 
 func TestGitHubReportsEachState(t *testing.T) {
 	want := map[State]string{
-		Pending: "pending", Running: "pending",
+		Pending: "pending",
 		Success: "success", Skipped: "success",
 		Failure: "failure", Canceled: "failure",
 	}

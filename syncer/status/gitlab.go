@@ -23,7 +23,6 @@ const gitLabDefaultURL = "https://gitlab.com"
 // gitLabStates maps ferry's states onto GitLab's, which has all of them (as "failed" for failure).
 var gitLabStates = map[State]gitlab.BuildStateValue{
 	Pending:  gitlab.Pending,
-	Running:  gitlab.Running,
 	Success:  gitlab.Success,
 	Failure:  gitlab.Failed,
 	Canceled: gitlab.Canceled,

@@ -22,7 +22,7 @@ func newTestGitLab(t *testing.T, apiURL, project string) *GitLab {
 
 func TestGitLabReportsEachState(t *testing.T) {
 	want := map[State]string{
-		Pending: "pending", Running: "running", Success: "success",
+		Pending: "pending", Success: "success",
 		Failure: "failed", Canceled: "canceled", Skipped: "skipped",
 	}
 	for _, st := range allStates {
@@ -73,7 +73,7 @@ func TestGitLabBaseURL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewGitLab: %v", err)
 			}
-			if err := g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Running}); err != nil {
+			if err := g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Pending}); err != nil {
 				t.Fatalf("Report: %v", err)
 			}
 			if diff := cmp.Diff([]string{tt.want}, urls); diff != "" {
@@ -102,10 +102,10 @@ func TestGitLabCutsDescription(t *testing.T) {
 
 func TestGitLabSameStateCountsAsDone(t *testing.T) {
 	srv, f := newFakeForge(t, "PRIVATE-TOKEN", func(w http.ResponseWriter, _ *http.Request, _ int) {
-		answer(w, http.StatusBadRequest, `{"message":"Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\".)"}`)
+		answer(w, http.StatusBadRequest, `{"message":"Cannot transition status via :enqueue from :pending (Reason(s): Status cannot transition via \"enqueue\".)"}`)
 	})
 	g := newTestGitLab(t, srv.URL, "acme/platform")
-	if err := g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Running}); err != nil {
+	if err := g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Pending}); err != nil {
 		t.Errorf("Report = %v, want nil", err)
 	}
 	if got := len(f.requests()); got != 1 {

@@ -19,7 +19,9 @@ const DedupSize = 10_000
 // post identical to it: a redelivered webhook or a resync of an unchanged commit then costs no API
 // call (and no entry toward GitHub's per-context cap). A failed post forgets the pair, since the
 // forge may or may not have taken it, so the next post is never skipped wrongly. Put Dedup outside
-// Retry, so a skipped post skips the retries too. Safe for concurrent use.
+// Retry, so a skipped post skips the retries too. Safe for concurrent use: posts for one SHA and
+// context go out one at a time, so the forge receives them in the order the memory records them
+// and a final status posted after a pending one is never skipped as already there.
 func Dedup(r Reporter) Reporter {
 	return newDedup(r, DedupSize)
 }
@@ -33,17 +35,27 @@ type dedup struct {
 	mu    sync.Mutex
 	order *list.List // of Status, most recently used first
 	byKey map[dedupKey]*list.Element
+	// busy serialises the posts of one SHA and context; entries live while posts are under way.
+	busy map[dedupKey]*keyLock
+}
+
+// keyLock is the lock of one SHA and context, with the number of posts holding or awaiting it.
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
 }
 
 var _ Reporter = (*dedup)(nil)
 
 func newDedup(r Reporter, size int) *dedup {
-	return &dedup{next: r, size: size, order: list.New(), byKey: make(map[dedupKey]*list.Element)}
+	return &dedup{next: r, size: size, order: list.New(), byKey: make(map[dedupKey]*list.Element), busy: make(map[dedupKey]*keyLock)}
 }
 
 // Report posts s unless the last successful post for its SHA and context was identical.
 func (d *dedup) Report(ctx context.Context, s Status) error {
 	key := dedupKey{s.SHA, s.Context}
+	unlock := d.lockKey(key)
+	defer unlock()
 	d.mu.Lock()
 	if e, ok := d.byKey[key]; ok && e.Value.(Status) == s {
 		d.order.MoveToFront(e)
@@ -62,6 +74,28 @@ func (d *dedup) Report(ctx context.Context, s Status) error {
 	}
 	d.remember(key, s)
 	return nil
+}
+
+// lockKey waits until no other post for key is under way and returns the function that ends
+// this one's turn.
+func (d *dedup) lockKey(key dedupKey) (unlock func()) {
+	d.mu.Lock()
+	l := d.busy[key]
+	if l == nil {
+		l = &keyLock{}
+		d.busy[key] = l
+	}
+	l.refs++
+	d.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(d.busy, key)
+		}
+		d.mu.Unlock()
+	}
 }
 
 func (d *dedup) forget(key dedupKey) {

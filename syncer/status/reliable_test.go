@@ -411,3 +411,63 @@ func TestDedupConcurrentUse(t *testing.T) {
 		t.Errorf("posted %d distinct contexts, want 20", len(seen))
 	}
 }
+
+// TestDedupSerialisesPostsOfOneContext: a pending and a final status of one commit and context
+// posted at once reach the forge one after the other, in the order Dedup remembers them, so the
+// final status posted again afterwards is skipped only when the forge's last status is final.
+func TestDedupSerialisesPostsOfOneContext(t *testing.T) {
+	pending := okStatus
+	pending.State = Pending
+	var mu sync.Mutex
+	var forge []Status // what the forge holds, in the order it took them
+	take := func(s Status) {
+		mu.Lock()
+		defer mu.Unlock()
+		forge = append(forge, s)
+	}
+	enteredPending, releasePending := make(chan struct{}), make(chan struct{})
+	enteredFinal, releaseFinal := make(chan struct{}), make(chan struct{})
+	inner := &fakeReporter{report: func(_ context.Context, s Status) error {
+		if s.State == Pending {
+			close(enteredPending)
+			<-releasePending // the pending post is slow to arrive
+			take(s)
+			return nil
+		}
+		take(s)
+		select {
+		case <-enteredFinal:
+		default:
+			close(enteredFinal)
+		}
+		<-releaseFinal // and the final one slow to answer
+		return nil
+	}}
+	d := Dedup(inner)
+	done := make(chan error, 2)
+	go func() { done <- d.Report(t.Context(), pending) }()
+	<-enteredPending
+	go func() { done <- d.Report(t.Context(), okStatus) }()
+	select {
+	case <-enteredFinal:
+		// Posted while the pending post was under way: the forge takes final, then pending.
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(releasePending)
+	if err := <-done; err != nil { // the pending post is answered first
+		t.Fatal(err)
+	}
+	close(releaseFinal)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The worker's final status is posted once more after the late pending notice.
+	if err := d.Report(t.Context(), okStatus); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if last := forge[len(forge)-1]; last.State != Success {
+		t.Fatalf("the forge's last status is %s (posted %d), want success", last.State, len(forge))
+	}
+}

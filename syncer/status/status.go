@@ -15,7 +15,6 @@ type State string
 
 const (
 	Pending State = "pending"
-	Running State = "running"
 	Success State = "success"
 	Failure State = "failure"
 	// Canceled is a commit that was not synced because a newer one was (GitLab: canceled;
@@ -61,7 +60,7 @@ func (s Status) validate() error {
 		return permanent(errors.New("status has no context"))
 	}
 	switch s.State {
-	case Pending, Running, Success, Failure, Canceled, Skipped:
+	case Pending, Success, Failure, Canceled, Skipped:
 		return nil
 	}
 	return permanent(fmt.Errorf("unknown status state %q", s.State))

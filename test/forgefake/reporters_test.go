@@ -19,17 +19,17 @@ func TestFerryReporters(t *testing.T) {
 		name     string
 		reporter func(apiURL, token string) (status.Reporter, error)
 		repo     string
-		states   []string // as the forge records pending, running, success
+		states   []string // as the forge records pending, failure, success
 	}{
 		{"github", func(apiURL, token string) (status.Reporter, error) {
 			return status.NewGitHub(hc, apiURL, token, "acme", "platform")
-		}, "acme/platform", []string{"pending", "pending", "success"}},
+		}, "acme/platform", []string{"pending", "failure", "success"}},
 		{"gitlab", func(apiURL, token string) (status.Reporter, error) {
 			return status.NewGitLab(hc, apiURL, token, "group/sub/platform")
-		}, "group/sub/platform", []string{"pending", "running", "success"}},
+		}, "group/sub/platform", []string{"pending", "failed", "success"}},
 		{"gitea", func(apiURL, token string) (status.Reporter, error) {
 			return status.NewGitea(hc, apiURL, token, "acme", "platform")
-		}, "acme/platform", []string{"pending", "pending", "success"}},
+		}, "acme/platform", []string{"pending", "failure", "success"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +39,7 @@ func TestFerryReporters(t *testing.T) {
 				t.Fatalf("new reporter: %v", err)
 			}
 			var want []forgefake.Status
-			for i, st := range []status.State{status.Pending, status.Running, status.Success} {
+			for i, st := range []status.State{status.Pending, status.Failure, status.Success} {
 				s := status.Status{SHA: sha, Context: "ferry/api", State: st, Description: string(st), TargetURL: "https://ferry.example.com/syncs/1"}
 				if err := r.Report(t.Context(), s); err != nil {
 					t.Fatalf("Report %s: %v", st, err)
@@ -73,14 +73,14 @@ func TestFerryReporters(t *testing.T) {
 }
 
 // TestFerryGitLabRepeatedState checks the one GitLab quirk ferry relies on the fake for: a
-// repeated running status is refused with 400, and ferry's reporter takes that as done.
+// repeated pending status is refused with 400, and ferry's reporter takes that as done.
 func TestFerryGitLabRepeatedState(t *testing.T) {
 	f := forgefake.New(t, token)
 	r, err := status.NewGitLab(&http.Client{}, f.URL(), token, "group/platform")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := status.Status{SHA: sha, Context: "ferry/api", State: status.Running}
+	s := status.Status{SHA: sha, Context: "ferry/api", State: status.Pending}
 	for i := range 2 {
 		if err := r.Report(t.Context(), s); err != nil {
 			t.Fatalf("Report %d: %v", i, err)
