@@ -60,18 +60,28 @@ type Record struct {
 	Message    string  `json:"message,omitempty"`
 	Attempts   int     `json:"attempts,omitempty"`
 	// Failures counts the transient failures so far; the job fails for good past a bound.
-	Failures   int        `json:"failures,omitempty"`
-	EnqueuedAt time.Time  `json:"enqueuedAt"`
-	StartedAt  *time.Time `json:"startedAt,omitempty"`
-	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	Failures int `json:"failures,omitempty"`
+	// Interrupted counts the deliveries that ended without an outcome: the process running the
+	// job died, was killed or ran out of memory. The job fails for good past a bound.
+	Interrupted int        `json:"interrupted,omitempty"`
+	EnqueuedAt  time.Time  `json:"enqueuedAt"`
+	StartedAt   *time.Time `json:"startedAt,omitempty"`
+	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
 	// Phases holds how long each step took (fetch, render, apply, prune, health), in ms.
 	Phases  map[string]int64 `json:"phases,omitempty"`
 	Counts  map[string]int   `json:"counts,omitempty"`
 	Objects []ObjectRecord   `json:"objects,omitempty"`
 	// Error is what failed, for a user to act on: stage, object, file and the apiserver's words.
 	Error *RecordError `json:"error,omitempty"`
-	// Diff is a preview's rendered difference against the cluster.
+	// Diff is a preview's rendered difference against the cluster, cut to fit MaxRecordBytes.
 	Diff string `json:"diff,omitempty"`
+	// DiffCut is true when Diff was cut; the whole diff is then read with Records.FullDiff.
+	DiffCut bool `json:"diffCut,omitempty"`
+	// ObjectsCut counts the objects left out of Objects to fit MaxRecordBytes (Counts has all).
+	ObjectsCut int `json:"objectsCut,omitempty"`
+	// Evicted is true for the short account of a sync whose record fell off its app's history:
+	// what it did and how it ended, without its objects and diff.
+	Evicted bool `json:"evicted,omitempty"`
 	// Worker names the process that ran the sync.
 	Worker string `json:"worker,omitempty"`
 	// Status is the terminal commit status state posted for the sync, so that it can be posted
@@ -93,6 +103,10 @@ var ErrNotFound = errors.New("not found")
 // Records stores sync records in a JetStream key-value bucket, shared by every replica.
 type Records struct {
 	kv jetstream.KeyValue
+	// diffs keeps the whole diff of a preview whose record had to cut it.
+	diffs jetstream.ObjectStore
+	// evicted keeps a short account of records that fell off their app's history.
+	evicted jetstream.KeyValue
 }
 
 // NewRecords creates or opens the record bucket.
@@ -118,7 +132,11 @@ func NewRecords(ctx context.Context, js jetstream.JetStream, replicas int) (*Rec
 			return nil, err
 		}
 	}
-	return &Records{kv: kv}, nil
+	r := &Records{kv: kv}
+	if err := r.openKeep(ctx, js, replicas); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // leaderReads turns direct gets off on the record bucket's stream and opens the bucket again, so
@@ -149,9 +167,9 @@ func historyKey(app string) string { return "app." + app + ".history" }
 // Put stores r, replacing any earlier version of the same sync. A new sync id is added to its
 // app's history, and records falling off the history are deleted.
 func (s *Records) Put(ctx context.Context, r Record) error {
-	data, err := json.Marshal(r)
+	data, err := s.encode(ctx, r)
 	if err != nil {
-		return fmt.Errorf("encode sync record %s: %w", r.ID, err)
+		return err
 	}
 	if _, err := s.kv.Put(ctx, syncKey(r.ID), data); err != nil {
 		return fmt.Errorf("store sync record %s: %w", r.ID, err)
@@ -165,9 +183,9 @@ var ErrExists = errors.New("record exists")
 // Create stores r only if its sync has no record yet, so that a late "queued" notice never
 // overwrites what a worker already wrote.
 func (s *Records) Create(ctx context.Context, r Record) error {
-	data, err := json.Marshal(r)
+	data, err := s.encode(ctx, r)
 	if err != nil {
-		return fmt.Errorf("encode sync record %s: %w", r.ID, err)
+		return err
 	}
 	if _, err := s.kv.Create(ctx, syncKey(r.ID), data); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -198,23 +216,20 @@ func (s *Records) remember(ctx context.Context, app, id string) error {
 		} else {
 			_, err = s.kv.Update(ctx, historyKey(app), data, rev)
 		}
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+		// Another replica changed the history first (Create: the key exists; Update: its
+		// revision moved on): read it again.
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("store history of %s: %w", app, err)
 		}
 		for _, d := range dropped {
-			_ = s.kv.Delete(ctx, syncKey(d))
+			s.evict(ctx, d)
 		}
 		return nil
 	}
 	return fmt.Errorf("store history of %s: too many concurrent updates", app)
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 func (s *Records) history(ctx context.Context, app string) ([]string, uint64, error) {
@@ -240,7 +255,7 @@ func (s *Records) Get(ctx context.Context, id string) (Record, error) {
 	}
 	e, err := s.kv.Get(ctx, syncKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return r, fmt.Errorf("sync %s: %w", id, ErrNotFound)
+		return s.evictedRecord(ctx, id)
 	}
 	if err != nil {
 		return r, fmt.Errorf("read sync %s: %w", id, err)

@@ -50,7 +50,8 @@ func (s *Server) syncPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if code != http.StatusOK {
 		w.WriteHeader(code)
-		_ = pages.ExecuteTemplate(w, "missing.html", map[string]any{"ID": id, "Err": err.Error()})
+		_ = pages.ExecuteTemplate(w, "missing.html", map[string]any{"ID": id, "Err": err.Error(), "NotFound": code == http.StatusNotFound,
+			"History": queue.HistoryLength, "KeepDays": int(queue.EvictedKeep.Hours() / 24)})
 		return
 	}
 	if !rec.State.Terminal() {
@@ -62,7 +63,23 @@ func (s *Server) syncPage(w http.ResponseWriter, r *http.Request) {
 		phases = append(phases, phase{k, time.Duration(v) * time.Millisecond})
 	}
 	sort.Slice(phases, func(i, j int) bool { return phaseOrder(phases[i].Name) < phaseOrder(phases[j].Name) })
-	_ = pages.ExecuteTemplate(w, "sync.html", map[string]any{"R": rec, "Phases": phases, "App": s.apps[rec.App]})
+	_ = pages.ExecuteTemplate(w, "sync.html", map[string]any{"R": rec, "Phases": phases, "App": s.apps[rec.App],
+		"History": queue.HistoryLength, "KeepDays": int(queue.EvictedKeep.Hours() / 24)})
+}
+
+// fullDiff serves, as plain text, the whole diff of a preview whose record holds it cut.
+func (s *Server) fullDiff(w http.ResponseWriter, r *http.Request) {
+	diff, err := s.cfg.Records.FullDiff(r.Context(), chi.URLParam(r, "id"))
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		http.Error(w, "no whole diff is kept for this sync: its record holds all of it, or was evicted", http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(diff)
 }
 
 // indexPage lists the apps and their last syncs.

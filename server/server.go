@@ -35,6 +35,8 @@ const (
 type Records interface {
 	Get(ctx context.Context, id string) (queue.Record, error)
 	History(ctx context.Context, app string, limit int) ([]queue.Record, error)
+	// FullDiff is the whole diff of a sync whose record holds it cut (Record.DiffCut).
+	FullDiff(ctx context.Context, id string) ([]byte, error)
 }
 
 // Check is one readiness probe (NATS reachable, cluster reachable).
@@ -117,6 +119,7 @@ func (s *Server) Routes() http.Handler {
 	})
 	r.Get("/", s.indexPage)
 	r.Get("/syncs/{id}", s.syncPage)
+	r.Get("/syncs/{id}/diff", s.fullDiff)
 	return r
 }
 

@@ -20,8 +20,9 @@ import (
 
 // fakeRecords is a hand-written Records with function fields.
 type fakeRecords struct {
-	get     func(ctx context.Context, id string) (queue.Record, error)
-	history func(ctx context.Context, app string, limit int) ([]queue.Record, error)
+	get      func(ctx context.Context, id string) (queue.Record, error)
+	history  func(ctx context.Context, app string, limit int) ([]queue.Record, error)
+	fullDiff func(id string) ([]byte, error)
 }
 
 func (f fakeRecords) Get(ctx context.Context, id string) (queue.Record, error) { return f.get(ctx, id) }
