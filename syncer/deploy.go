@@ -25,77 +25,67 @@ const (
 )
 
 // deploy applies one app at one commit and reports on it.
-func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Repo, job queue.Job, d queue.Delivery, rec queue.Record) error {
-	if done, err := s.supersede(ctx, log, app, repo, job, rec); done || err != nil {
+func (r *run) deploy(ctx context.Context) error {
+	if done, err := r.supersede(ctx); done || err != nil {
 		return err
 	}
+	s, app, job := r.s, r.app, r.job
 	if wait, err := s.dependencies(ctx, app); err != nil {
-		if errors.Is(err, errDependencyFailed) {
-			return s.fail(ctx, log, repo, job, rec, &queue.RecordError{Stage: "dependencies", Message: err.Error()}, err)
-		}
-		return s.retryOrFail(ctx, log, repo, job, d, rec, "dependencies", err)
+		return r.retryOrFail(ctx, at(StageDependencies, err))
 	} else if wait != "" {
-		if s.opts.Now().Sub(job.EnqueuedAt) > s.opts.DependencyWait || d.Last {
-			err := fmt.Errorf("dependency %s did not finish within %s", wait, s.opts.DependencyWait)
-			return s.fail(ctx, log, repo, job, rec, &queue.RecordError{Stage: "dependencies", Message: err.Error()}, err)
+		if s.opts.Now().Sub(job.EnqueuedAt) > s.opts.DependencyWait || r.d.Last {
+			return r.fail(ctx, at(StageDependencies, fmt.Errorf("dependency %s did not finish within %s", wait, s.opts.DependencyWait)))
 		}
-		if !quiet(job) {
-			s.report(ctx, log, repo, job, status.Pending, "waiting for dependency "+wait)
-		}
-		return queue.Retry(fmt.Errorf("waiting for dependency %s", wait), min(dependencyPoll*time.Duration(d.Attempt), maxDependencyPoll))
+		r.pending(ctx, "waiting for dependency "+wait)
+		return queue.Retry(fmt.Errorf("waiting for dependency %s", wait), min(dependencyPoll*time.Duration(r.d.Attempt), maxDependencyPoll))
 	}
 
 	if job.Unfiltered {
-		if touched, err := s.pushTouches(ctx, app, repo, job); err == nil && !touched {
-			return s.succeed(ctx, log, repo, job, rec, "no changes under "+app.Path)
+		if touched, err := s.pushTouches(ctx, app, r.repo, job); err == nil && !touched {
+			return r.succeed(ctx, "no changes under "+app.Path)
 		} else if err != nil {
-			log.Info("cannot tell what the push changed; syncing the app", "err", err)
+			r.log.Info("cannot tell what the push changed; syncing the app", "err", err)
 		}
 	}
 
-	start := s.opts.Now()
-	rec.State = queue.StateRunning
-	rec.StartedAt = &start
-	rec.Worker = s.opts.Worker
-	rec.Error = nil
-	s.put(ctx, log, rec)
-	if !quiet(job) {
-		s.report(ctx, log, repo, job, status.Pending, "syncing "+short(job.SHA))
+	if err := r.markRunning(ctx, "syncing "+short(job.SHA)); err != nil || r.rec.State.Terminal() {
+		return err
 	}
-
-	objs, phases, inputs, err := s.load(ctx, app, repo, job)
+	start := *r.rec.StartedAt
+	objs, phases, inputs, err := s.load(ctx, app, r.repo, job)
 	if err != nil {
-		if errors.Is(err, source.ErrCommitNotFound) && s.opts.Now().Sub(job.EnqueuedAt) < s.opts.CommitWait && !d.Last {
-			log.Info("commit not served yet, waiting for it", "err", err)
-			return queue.Retry(err, 2*time.Second)
-		}
-		return s.retryOrFail(ctx, log, repo, job, d, rec, stageOf(err, "fetch"), err)
+		return r.fetchFailed(ctx, err)
 	}
-	rec.Phases = phases
-	s.learnInputs(ctx, log, app, job.SHA, inputs)
+	r.rec.Phases = phases
+	s.learnInputs(ctx, r.log, app, job.SHA, inputs)
 
+	res, err := s.apply.Sync(ctx, s.applyApp(app), job.SHA, objs)
+	if res != nil {
+		fillResult(&r.rec, res)
+	}
+	if err != nil {
+		return r.retryOrFail(ctx, at(StageApply, err))
+	}
+	took := s.opts.Now().Sub(start)
+	desc := fmt.Sprintf("applied %d objects in %s", len(objs), roundTook(took))
+	if n := r.rec.Counts["pruned"]; n > 0 {
+		desc += fmt.Sprintf(", pruned %d", n)
+	}
+	if quiet(job) && r.rec.Counts["created"]+r.rec.Counts["configured"]+r.rec.Counts["pruned"] == 0 {
+		// A start-up or self-heal sync that found the cluster as Git says: the commit already
+		// carries its status, and a restart must not post it again.
+		return r.succeedQuietly(ctx, "nothing to change")
+	}
+	return r.succeed(ctx, desc)
+}
+
+// applyApp is what the engine needs to know of an app.
+func (s *Syncer) applyApp(app App) apply.App {
 	timeout := app.Timeout
 	if timeout <= 0 {
 		timeout = s.opts.DefaultTimeout
 	}
-	res, err := s.apply.Sync(ctx, apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: timeout}, job.SHA, objs)
-	if res != nil {
-		fillResult(&rec, res)
-	}
-	if err != nil {
-		return s.retryOrFail(ctx, log, repo, job, d, rec, "apply", err)
-	}
-	took := s.opts.Now().Sub(start)
-	desc := fmt.Sprintf("applied %d objects in %s", len(objs), roundTook(took))
-	if n := rec.Counts["pruned"]; n > 0 {
-		desc += fmt.Sprintf(", pruned %d", n)
-	}
-	if quiet(job) && rec.Counts["created"]+rec.Counts["configured"]+rec.Counts["pruned"] == 0 {
-		// A start-up or self-heal sync that found the cluster as Git says: the commit already
-		// carries its status, and a restart must not post it again.
-		return s.succeedQuietly(ctx, log, job, rec, "nothing to change")
-	}
-	return s.succeed(ctx, log, repo, job, rec, desc)
+	return apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: timeout}
 }
 
 // quiet jobs re-sync a commit that already has its status (start-up recovery, self-heal): they
@@ -180,30 +170,34 @@ func underAny(dir string, paths []string) bool {
 func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) (objs []render.Object, phases map[string]int64, inputs []string, err error) {
 	phases = map[string]int64{}
 	t := s.opts.Now()
-	var refs []string
-	switch {
-	case strings.HasPrefix(job.Ref, "refs/"):
-		refs = []string{job.Ref}
-	case job.Ref != "":
-		// A manual resync may name a branch or a tag by its short name.
-		refs = []string{"refs/heads/" + job.Ref, "refs/tags/" + job.Ref}
-	}
-	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, refs...); err != nil {
-		return nil, phases, nil, &stageError{stage: "fetch", err: err}
+	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, refsOf(job)...); err != nil {
+		return nil, phases, nil, at(StageFetch, err)
 	}
 	files, err := s.fetch.Files(ctx, repo.Source, job.SHA, app.Path)
 	if err != nil {
-		return nil, phases, nil, &stageError{stage: "fetch", err: err}
+		return nil, phases, nil, at(StageFetch, err)
 	}
 	phases["fetch"] = s.opts.Now().Sub(t).Milliseconds()
 	t = s.opts.Now()
 	objs, err = render.Render(files, app.Path, render.Options{})
 	if err != nil {
-		return nil, phases, nil, &stageError{stage: "render", err: err}
+		return nil, phases, nil, at(StageRender, err)
 	}
 	inputs, _ = render.Inputs(files, app.Path) // it refuses only what Render just accepted
 	phases["render"] = s.opts.Now().Sub(t).Milliseconds()
 	return objs, phases, inputs, nil
+}
+
+// refsOf lists the refs through which the job's commit is fetched.
+func refsOf(job queue.Job) []string {
+	switch {
+	case strings.HasPrefix(job.Ref, "refs/"):
+		return []string{job.Ref}
+	case job.Ref != "":
+		// A manual resync may name a branch or a tag by its short name.
+		return []string{"refs/heads/" + job.Ref, "refs/tags/" + job.Ref}
+	}
+	return nil
 }
 
 // learnInputs records, for webhook routing on every replica, the paths outside the app's own
@@ -263,54 +257,103 @@ func (s *Syncer) dependencies(ctx context.Context, app App) (string, error) {
 	return "", nil
 }
 
-// supersede skips a job when the app already went past its commit or a newer one is queued.
-func (s *Syncer) supersede(ctx context.Context, log *slog.Logger, app App, repo Repo, job queue.Job, rec queue.Record) (bool, error) {
-	if job.Trigger == queue.TriggerManual {
+// supersede ends a job that must not be applied: its commit was already applied by another
+// sync, a newer commit is queued, or the app already runs a commit that contains it. A push or
+// poll never moves an app to a commit that does not descend from the one it runs, unless that
+// commit is the branch's head now (a forced push): a replayed old delivery changes nothing.
+// Only a manual sync may roll back, on purpose.
+func (r *run) supersede(ctx context.Context) (bool, error) {
+	if r.job.Trigger == queue.TriggerManual {
 		return false, nil
 	}
-	if job.Trigger == queue.TriggerPush {
-		// Another sync already applied this very commit (say, start-up recovery while this job
-		// waited for redelivery after a crash): the commit has its final status from that sync.
-		if st, ok, err := s.store.AppState(ctx, app.Name); err == nil && ok && st.AppliedSHA == job.SHA && st.SyncID != job.ID {
-			return true, s.succeedQuietly(ctx, log, job, rec, "already applied by sync "+st.SyncID)
-		}
+	s, job := r.s, r.job
+	st, known, err := s.store.AppState(ctx, r.app.Name)
+	if err != nil {
+		r.log.Info("app state not read; newest-commit-wins decides from the queue alone", "err", err)
+		known = false
+	}
+	if job.Trigger == queue.TriggerPush && known && st.AppliedSHA == job.SHA && st.SyncID != job.ID {
+		// Another sync already applied this very commit (start-up recovery, a poll, or the
+		// same hook on another path): the job's own pending status, if any, gets its result.
+		return true, r.succeedQuietly(ctx, "already applied by sync "+st.SyncID)
 	}
 	newer := ""
-	if j, ok, err := s.backlog.Newest(ctx, queue.KindDeploy, app.Name); err == nil && ok && j.SHA != job.SHA && j.EnqueuedAt.After(job.EnqueuedAt) {
+	if j, ok, err := s.backlog.Newest(ctx, queue.KindDeploy, r.app.Name); err == nil && ok && j.SHA != job.SHA && j.EnqueuedAt.After(job.EnqueuedAt) {
 		// A hook queued later may carry an older commit (out-of-order delivery): a queued commit
 		// that this one already contains supersedes nothing.
-		if behind, err := s.fetchAncestor(ctx, repo, j.SHA, job.SHA); err != nil || !behind {
+		if behind, err := s.fetchAncestor(ctx, r.repo, j.SHA, job.SHA); err != nil || !behind {
 			newer = j.SHA
 		}
 	}
-	if newer == "" {
-		if st, ok, err := s.store.AppState(ctx, app.Name); err == nil && ok && st.AppliedSHA != "" && st.AppliedSHA != job.SHA {
-			// An out-of-order delivery: the app already runs a commit that contains this one.
-			if in, err := s.fetchAncestor(ctx, repo, job.SHA, st.AppliedSHA); err == nil && in {
-				newer = st.AppliedSHA
-			}
+	if newer == "" && known && st.AppliedSHA != "" && st.AppliedSHA != job.SHA {
+		within, desc, err := r.against(ctx, st.AppliedSHA)
+		switch {
+		case err != nil:
+			return true, err
+		case within:
+			// An out-of-order or replayed delivery: the app already runs a commit containing it.
+			newer = st.AppliedSHA
+		case desc != "":
+			return true, r.skip(ctx, status.Canceled, desc)
 		}
 	}
 	if newer == "" {
 		return false, nil
 	}
-	contained, err := s.fetchAncestor(ctx, repo, job.SHA, newer)
+	contained, err := s.fetchAncestor(ctx, r.repo, job.SHA, newer)
 	if err != nil {
-		log.Info("cannot tell whether the newer commit contains this one", "err", err)
+		r.log.Info("cannot tell whether the newer commit contains this one", "err", err)
 	}
-	state, desc := status.Canceled, "superseded by "+short(newer)
 	if contained {
-		state, desc = status.Skipped, "included in "+short(newer)
+		return true, r.skip(ctx, status.Skipped, "included in "+short(newer))
 	}
-	now := s.opts.Now()
-	rec.State, rec.Message, rec.FinishedAt, rec.Status = queue.StateSkipped, desc, &now, string(state)
-	s.put(ctx, log, rec)
-	if !quiet(job) {
-		s.report(ctx, log, repo, job, state, desc)
+	return true, r.skip(ctx, status.Canceled, "superseded by "+short(newer))
+}
+
+// against places the job's commit relative to applied, the commit the app runs: within is true
+// when applied contains it; desc, when not empty, says why it must not replace applied (it
+// neither descends from applied nor is the head of its branch now). A non-nil error has ended
+// the run (a retry, or a failure).
+func (r *run) against(ctx context.Context, applied string) (within bool, desc string, err error) {
+	if err := r.s.fetch.Fetch(ctx, r.repo.Source, r.job.SHA, refsOf(r.job)...); err != nil {
+		return false, "", r.fetchFailed(ctx, at(StageFetch, err))
 	}
-	s.metrics.finished(job, queue.StateSkipped, 0)
-	log.Info("sync skipped", "reason", desc)
-	return true, nil
+	if r.s.fetch.Fetch(ctx, r.repo.Source, applied) == nil {
+		// A running commit the remote no longer has (history rewritten and collected) contains
+		// nothing and is an ancestor of nothing: only the head may replace it.
+		if within, err = r.s.fetch.IsAncestor(ctx, r.repo.Source, r.job.SHA, applied); err != nil {
+			return false, "", r.retryOrFail(ctx, at(StageFetch, err))
+		}
+		if within {
+			return true, "", nil
+		}
+		ahead, err := r.s.fetch.IsAncestor(ctx, r.repo.Source, applied, r.job.SHA)
+		if err != nil {
+			return false, "", r.retryOrFail(ctx, at(StageFetch, err))
+		}
+		if ahead {
+			return false, "", nil
+		}
+	}
+	branch := strings.TrimPrefix(r.job.Ref, "refs/heads/")
+	head, err := r.s.fetch.Head(ctx, r.repo.Source, branch)
+	if err != nil {
+		return false, "", r.retryOrFail(ctx, at(StageFetch, fmt.Errorf("head of %s: %w", branch, err)))
+	}
+	if head == r.job.SHA {
+		return false, "", nil
+	}
+	return false, fmt.Sprintf("not applied: %s does not descend from the running %s and is not the head of %s", short(r.job.SHA), short(applied), branch), nil
+}
+
+// fetchFailed answers a fetch error: a commit the forge announced but the Git host does not
+// serve yet is waited for (CommitWait); anything else is retried or failed by its kind.
+func (r *run) fetchFailed(ctx context.Context, err error) error {
+	if errors.Is(err, source.ErrCommitNotFound) && r.s.opts.Now().Sub(r.job.EnqueuedAt) < r.s.opts.CommitWait && !r.d.Last {
+		r.log.Info("commit not served yet, waiting for it", "err", err)
+		return r.retry(ctx, err, 2*time.Second)
+	}
+	return r.retryOrFail(ctx, err)
 }
 
 func (s *Syncer) fetchAncestor(ctx context.Context, repo Repo, a, b string) (bool, error) {
@@ -323,55 +366,10 @@ func (s *Syncer) fetchAncestor(ctx context.Context, repo Repo, a, b string) (boo
 	return s.fetch.IsAncestor(ctx, repo.Source, a, b)
 }
 
-// retryOrFail retries transient errors within their budget and fails the sync otherwise.
-func (s *Syncer) retryOrFail(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, d queue.Delivery, rec queue.Record, stage string, err error) error {
-	rec.Failures++
-	if transient(err) && !d.Last && rec.Failures < s.opts.TransientAttempts {
-		delay := backoff(rec.Failures)
-		log.Warn("sync hit a transient error, retrying", "stage", stage, "delay", delay, "err", err)
-		rec.Message = fmt.Sprintf("attempt %d failed, retrying in %s: %v", rec.Failures, delay, err)
-		s.put(ctx, log, rec)
-		return queue.Retry(err, delay)
-	}
-	return s.fail(ctx, log, repo, job, rec, describe(stage, err), err)
-}
-
-// transient asks the part that failed whether its error may pass: the Git host for fetches,
-// the apiserver for applies; a render error never passes by itself.
-func transient(err error) bool {
-	switch stageOf(err, "apply") {
-	case "fetch":
-		return source.IsTransient(err)
-	case "render":
-		return false
-	case "dependencies":
-		return true
-	}
-	return apply.IsTransient(err)
-}
-
 // backoff grows from 1s to 60s with the attempt number.
 func backoff(attempt int) time.Duration {
 	d := time.Second << min(attempt-1, 6)
 	return min(d, time.Minute)
-}
-
-// describe turns an error into the record's user-facing account.
-func describe(stage string, err error) *queue.RecordError {
-	msg := err.Error()
-	var se *stageError
-	if errors.As(err, &se) {
-		msg = se.err.Error()
-	}
-	re := &queue.RecordError{Stage: stage, Message: msg}
-	var ae *apply.Error
-	if errors.As(err, &ae) {
-		re.Stage, re.Object, re.File, re.Message = ae.Stage, ae.Object, ae.File, ae.Message
-		if re.Stage == "" {
-			re.Stage = stage
-		}
-	}
-	return re
 }
 
 // dependencyError ends a dependent's sync: an app it depends on failed at its latest commit.
@@ -379,23 +377,6 @@ type dependencyError struct{ dep string }
 
 func (e *dependencyError) Error() string        { return "dependency " + e.dep + " failed" }
 func (e *dependencyError) Is(target error) bool { return target == errDependencyFailed }
-
-// stageError says which step of the sync failed.
-type stageError struct {
-	stage string
-	err   error
-}
-
-func (e *stageError) Error() string { return e.stage + ": " + e.err.Error() }
-func (e *stageError) Unwrap() error { return e.err }
-
-func stageOf(err error, def string) string {
-	var se *stageError
-	if errors.As(err, &se) {
-		return se.stage
-	}
-	return def
-}
 
 func fillResult(rec *queue.Record, res *apply.Result) {
 	rec.Counts = map[string]int{"created": res.Created, "configured": res.Configured, "unchanged": res.Unchanged, "pruned": res.Pruned}

@@ -52,7 +52,7 @@ func TestTransientClassifiesHealthWaits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := transient(tt.err); got != tt.want {
+			if got := transient(at(StageApply, tt.err)); got != tt.want {
 				t.Errorf("transient(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})

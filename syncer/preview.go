@@ -3,43 +3,38 @@ package syncer
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/ferrygitops/ferry/queue"
-	"github.com/ferrygitops/ferry/syncer/apply"
-	"github.com/ferrygitops/ferry/syncer/status"
 )
 
 // preview dry-runs a pull request head against the cluster and posts what merging it would do
 // on the head commit. It writes nothing to the cluster, and renders without network or plugins.
-func (s *Syncer) preview(ctx context.Context, log *slog.Logger, app App, repo Repo, job queue.Job, d queue.Delivery, rec queue.Record) error {
-	start := s.opts.Now()
-	rec.State, rec.StartedAt, rec.Worker, rec.Error = queue.StateRunning, &start, s.opts.Worker, nil
-	s.put(ctx, log, rec)
-	s.report(ctx, log, repo, job, status.Pending, "planning "+short(job.SHA))
-
-	if touched, err := s.touches(ctx, app, repo, job); err == nil && !touched {
-		return s.succeed(ctx, log, repo, job, rec, "no changes under "+app.Path)
+func (r *run) preview(ctx context.Context) error {
+	s, app, job := r.s, r.app, r.job
+	if err := r.markRunning(ctx, "planning "+short(job.SHA)); err != nil || r.rec.State.Terminal() {
+		return err
+	}
+	if touched, err := s.touches(ctx, app, r.repo, job); err == nil && !touched {
+		return r.succeed(ctx, "no changes under "+app.Path)
 	} else if err != nil {
-		log.Info("cannot tell what the pull request changes; planning the app", "err", err)
+		r.log.Info("cannot tell what the pull request changes; planning the app", "err", err)
 	}
-	objs, phases, _, err := s.load(ctx, app, repo, job)
+	objs, phases, _, err := s.load(ctx, app, r.repo, job)
 	if err != nil {
-		return s.retryOrFail(ctx, log, repo, job, d, rec, stageOf(err, "fetch"), err)
+		return r.fetchFailed(ctx, err)
 	}
-	rec.Phases = phases
-	timeout := app.Timeout
-	plan, err := s.apply.Plan(ctx, apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: timeout}, objs)
+	r.rec.Phases = phases
+	plan, err := s.apply.Plan(ctx, s.applyApp(app), objs)
 	if err != nil {
-		return s.retryOrFail(ctx, log, repo, job, d, rec, "plan", err)
+		return r.retryOrFail(ctx, at(StagePlan, err))
 	}
-	rec.Counts = map[string]int{"changed": plan.Changed, "created": plan.Created, "unchanged": plan.Unchanged, "pruned": plan.Pruned}
-	rec.Objects = rec.Objects[:0]
+	r.rec.Counts = map[string]int{"changed": plan.Changed, "created": plan.Created, "unchanged": plan.Unchanged, "pruned": plan.Pruned}
+	r.rec.Objects = r.rec.Objects[:0]
 	for _, en := range plan.Entries {
-		rec.Objects = append(rec.Objects, queue.ObjectRecord{Kind: en.ID.Kind, Namespace: en.ID.Namespace, Name: en.ID.Name, Action: string(en.Action)})
+		r.rec.Objects = append(r.rec.Objects, queue.ObjectRecord{Kind: en.ID.Kind, Namespace: en.ID.Namespace, Name: en.ID.Name, Action: string(en.Action)})
 	}
-	rec.Diff = plan.Text()
-	return s.succeed(ctx, log, repo, job, rec, plan.Summary())
+	r.rec.Diff = plan.Text()
+	return r.succeed(ctx, plan.Summary())
 }
 
 // touches reports whether the pull request changes a file the app renders from (under its path,

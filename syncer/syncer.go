@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,8 @@ type Fetcher interface {
 	Fetch(ctx context.Context, repo source.Repo, sha string, refs ...string) error
 	Files(ctx context.Context, repo source.Repo, sha, dir string) (fs.FS, error)
 	IsAncestor(ctx context.Context, repo source.Repo, a, b string) (bool, error)
+	// Head resolves a branch on the remote now, without fetching.
+	Head(ctx context.Context, repo source.Repo, branch string) (string, error)
 	Changed(ctx context.Context, repo source.Repo, from, to string) ([]string, error)
 }
 
@@ -145,33 +148,55 @@ func (s *Syncer) SyncURL(id string) string {
 	return strings.TrimRight(s.opts.ExternalURL, "/") + "/syncs/" + id
 }
 
-// Handle runs one job; it is the queue.Handler. It leaves a terminal status on the commit
-// whenever it returns anything but a retry.
-func (s *Syncer) Handle(ctx context.Context, job queue.Job, d queue.Delivery) error {
+// Handle runs one job; it is the queue.Handler. It leaves a terminal record, and a final status
+// wherever a pending one may have been posted, whenever it returns anything but a retry.
+func (s *Syncer) Handle(ctx context.Context, job queue.Job, d queue.Delivery) (err error) {
 	app, ok := s.apps[job.App]
 	if !ok {
 		return fmt.Errorf("job %s: app %q is not configured any more", job.ID, job.App)
 	}
-	repo := s.repos[app.Repo]
-	rec := s.record(ctx, job)
-	rec.Attempts = d.Attempt
-	log := s.opts.Logger.With("sync", job.ID, "app", job.App, "sha", short(job.SHA), "attempt", d.Attempt)
+	r := &run{s: s, app: app, repo: s.repos[app.Repo], job: job, d: d,
+		log: s.opts.Logger.With("sync", job.ID, "app", job.App, "sha", short(job.SHA), "attempt", d.Attempt)}
+	var existed bool
+	r.rec, existed = s.claim(ctx, job)
+	// Nobody posts pending for quiet jobs; any other job whose record existed before this
+	// delivery may have a pending status on its commit (the hook's notice, an earlier delivery).
+	r.announced = existed && !quiet(job)
+	r.rec.Attempts = d.Attempt
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("sync panicked", "panic", p, "stack", string(debug.Stack()))
+			err = r.fail(ctx, at(StageRun, fmt.Errorf("internal error: %v", p)))
+		}
+	}()
 
 	switch job.Kind {
 	case queue.KindDeploy:
-		return s.deploy(ctx, log, app, repo, job, d, rec)
+		return r.deploy(ctx)
 	case queue.KindPreview:
-		return s.preview(ctx, log, app, repo, job, d, rec)
+		return r.preview(ctx)
 	}
 	return fmt.Errorf("job %s: unknown kind %q", job.ID, job.Kind)
 }
 
-// record returns the job's stored record, or a fresh one when none was stored yet.
-func (s *Syncer) record(ctx context.Context, job queue.Job) queue.Record {
+// claim returns the job's record and whether it existed before this call. A job without one
+// gets its queued record now, created only if absent: a hook's queued notice that comes later
+// then finds it and posts no pending status of its own.
+func (s *Syncer) claim(ctx context.Context, job queue.Job) (queue.Record, bool) {
 	if r, err := s.store.Get(ctx, job.ID); err == nil {
-		return r
+		return r, true
 	}
-	return queuedRecord(job)
+	rec := queuedRecord(job)
+	switch err := s.store.Create(ctx, rec); {
+	case err == nil:
+		return rec, false
+	case errors.Is(err, queue.ErrExists):
+		if r, err := s.store.Get(ctx, job.ID); err == nil {
+			return r, true
+		}
+	}
+	// The store could not tell: a pending status may be out there.
+	return rec, true
 }
 
 // queuedRecord is the record of a job that no worker has started yet.

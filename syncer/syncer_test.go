@@ -26,9 +26,11 @@ import (
 // Hand-written fakes with function fields; nil fields answer as an idle, healthy world.
 
 type fakeFetcher struct {
-	fetch     func(sha string) error
-	ancestor  func(a, b string) bool
-	changed   func(from, to string) []string
+	fetch    func(sha string) error
+	ancestor func(a, b string) bool
+	changed  func(from, to string) []string
+	// head is the branch head the remote reports; empty: the remote is unreachable.
+	head      string
 	manifests string
 	// repo, when set, is the whole tree Files serves (paths from the repository root).
 	repo       map[string]string
@@ -62,7 +64,15 @@ func (f *fakeFetcher) IsAncestor(_ context.Context, _ source.Repo, a, b string) 
 	if f.ancestor != nil {
 		return f.ancestor(a, b), nil
 	}
-	return false, nil
+	// By default the history is a line, commits named in the order they were made.
+	return a < b, nil
+}
+
+func (f *fakeFetcher) Head(context.Context, source.Repo, string) (string, error) {
+	if f.head == "" {
+		return "", fmt.Errorf("ls-remote: %w", syscall.ECONNREFUSED)
+	}
+	return f.head, nil
 }
 
 func (f *fakeFetcher) Changed(_ context.Context, _ source.Repo, from, to string) ([]string, error) {
@@ -152,10 +162,12 @@ func (m *memStore) PutAppState(_ context.Context, st queue.AppState) error {
 type fakeBacklog struct {
 	backlog map[string]uint64
 	newest  map[string]queue.Job
+	// err, when set, is what the backlog answers (NATS unreachable).
+	err error
 }
 
 func (b *fakeBacklog) Backlog(_ context.Context, _ queue.Kind, app string) (uint64, error) {
-	return b.backlog[app], nil
+	return b.backlog[app], b.err
 }
 
 func (b *fakeBacklog) Newest(_ context.Context, _ queue.Kind, app string) (queue.Job, bool, error) {
@@ -259,6 +271,7 @@ func TestNewerQueuedCommitWins(t *testing.T) {
 	now := time.Now()
 	w.backlog.newest["api"] = job("api", "newer", now.Add(time.Second))
 	// "unrelated" is not an ancestor of "newer": a force-push replaced it.
+	w.fetch.ancestor = func(a, b string) bool { return false }
 	if err := w.s.Handle(t.Context(), job("api", "unrelated", now), queue.Delivery{Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
