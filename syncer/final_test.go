@@ -80,7 +80,9 @@ func TestAlreadyAppliedCommitGetsItsFinalStatus(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t)
-			w.applier.sync = func(apply.App, string, []render.Object) (*apply.Result, error) { return &apply.Result{Unchanged: 1}, nil }
+			w.applier.sync = func(apply.App, string, []render.Object) (*apply.Result, error) {
+				return &apply.Result{Unchanged: 1}, nil
+			}
 			tt.steps(w)
 			if diff := cmp.Diff(tt.want, w.rep.states("aaa")); diff != "" {
 				t.Errorf("statuses (-want +got):\n%s", diff)
