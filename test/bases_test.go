@@ -65,4 +65,5 @@ func TestPushToSharedBase(t *testing.T) {
 	if code, body := f.send(t, "platform", githubPush(t, hookSecret, "d-docs", second, third, "docs/README.md")); code != http.StatusOK || !strings.Contains(body, "ignored") {
 		t.Errorf("push to docs: %d %s; want 200 ignored", code, body)
 	}
+	assertAllFinal(t, forge)
 }

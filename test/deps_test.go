@@ -102,4 +102,5 @@ func TestDependencyOrder(t *testing.T) {
 			t.Errorf("%s: %+v, want failure %q", app, last, want)
 		}
 	}
+	assertAllFinal(t, forge)
 }

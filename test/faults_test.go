@@ -96,6 +96,7 @@ func TestKillReplicaMidSync(t *testing.T) {
 	if err != nil || cm.Data["value"] != "two" {
 		t.Errorf("ConfigMap %v %v, want value two", cm.Data, err)
 	}
+	assertAllFinal(t, forge)
 }
 
 // hookResult is one delivery's answer in a stream of hooks.
@@ -212,6 +213,7 @@ func TestNATSRestartUnderHooks(t *testing.T) {
 	if want := fmt.Sprintf("v%d", total); err != nil || cm.Data["greeting"] != want {
 		t.Errorf("ConfigMap %v %v, want greeting %s", cm.Data, err, want)
 	}
+	assertAllFinal(t, forge)
 }
 
 // TestAPIServerStoppedDuringSync stops the kube-apiserver for 10 s while a sync waits for its
@@ -263,6 +265,7 @@ func TestAPIServerStoppedDuringSync(t *testing.T) {
 	if err != nil || cm.Data["value"] != "two" {
 		t.Errorf("ConfigMap %v %v, want value two", cm.Data, err)
 	}
+	assertAllFinal(t, forge)
 }
 
 // TestSelfHealRestoresDrift deletes an object of an app that asks for self-healing: a later
@@ -294,4 +297,5 @@ func TestSelfHealRestoresDrift(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	assertAllFinal(t, forge)
 }

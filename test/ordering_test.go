@@ -89,4 +89,5 @@ func TestOutOfOrderWhileQueued(t *testing.T) {
 	if got := terminalStates(forge, fourth, "ferry/slow"); got["success"] != 1 || len(got) != 1 {
 		t.Errorf("terminal statuses on the newest commit %v, want one success", got)
 	}
+	assertAllFinal(t, forge)
 }

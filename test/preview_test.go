@@ -128,4 +128,5 @@ func TestPullRequestPreview(t *testing.T) {
 	if dep, err := cs.AppsV1().Deployments(ns).Get(t.Context(), "web", metav1.GetOptions{}); err != nil || *dep.Spec.Replicas != 0 {
 		t.Errorf("the failed preview changed the Deployment")
 	}
+	assertAllFinal(t, forge)
 }

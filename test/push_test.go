@@ -208,6 +208,7 @@ spec:
 	if _, err := cs.AppsV1().Deployments(ns).Get(t.Context(), "broken", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the Deployment that left Git is still there or unreadable: %v", err)
 	}
+	assertAllFinal(t, forge)
 }
 
 func TestGitLabPushEndToEnd(t *testing.T) {
@@ -236,6 +237,7 @@ func TestGitLabPushEndToEnd(t *testing.T) {
 	if err != nil || cm.Data["greeting"] != "servus" {
 		t.Fatalf("ConfigMap %v %v", cm.Data, err)
 	}
+	assertAllFinal(t, forge)
 }
 
 func TestManualResync(t *testing.T) {
@@ -290,4 +292,5 @@ func TestManualResync(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	var _ corev1.ConfigMap
+	assertAllFinal(t, forge)
 }

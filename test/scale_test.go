@@ -175,4 +175,5 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 		}
 	}
 	t.Logf("syncs run per replica: %v", workers)
+	assertAllFinal(t, forge)
 }

@@ -111,6 +111,13 @@ func (f *Forge) Statuses(sha string) []Status {
 	return out
 }
 
+// All returns every status accepted, of any commit, in the order they arrived.
+func (f *Forge) All() []Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Status(nil), f.statuses...)
+}
+
 // Requests counts the status posts received so far, including those refused (wrong token,
 // injected failure, invalid): what a test of retries compares with len(Statuses).
 func (f *Forge) Requests() int {
