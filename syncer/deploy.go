@@ -74,11 +74,7 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 	rec.Phases = phases
 	s.learnInputs(ctx, log, app, job.SHA, inputs)
 
-	timeout := app.Timeout
-	if timeout <= 0 {
-		timeout = s.opts.DefaultTimeout
-	}
-	res, err := s.apply.Sync(ctx, apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: timeout}, job.SHA, objs)
+	res, err := s.apply.Sync(ctx, apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: app.Timeout}, job.SHA, objs)
 	if res != nil {
 		fillResult(&rec, res)
 	}
