@@ -152,10 +152,7 @@ func p1Ferry(ctx context.Context, p p1Params, dir string, body []byte, header fu
 	}}
 	// The queue itself, without cmd/ferry's notifier (which only starts pending statuses
 	// asynchronously).
-	hooks, err := handlers.NewHooks(repos, q, nil, handlers.HooksOptions{Logger: log, NewID: queue.NewID})
-	if err != nil {
-		return loadResult{}, fmt.Errorf("p1: hooks: %w", err)
-	}
+	hooks := handlers.NewHooks(repos, q, handlers.HooksOptions{Logger: log, NewID: queue.NewID})
 	srv := server.New(server.Config{Hooks: hooks, Logger: log})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

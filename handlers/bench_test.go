@@ -49,10 +49,7 @@ func BenchmarkHooksGitHubPush(b *testing.B) {
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	repos := []Repo{{Name: "platform", Provider: "github", Branch: "main", Secret: githubSecret,
 		Apps: []App{{Name: "database", Path: "apps/database"}}}}
-	hooks, err := NewHooks(repos, q, nil, HooksOptions{Logger: log, NewID: queue.NewID})
-	if err != nil {
-		b.Fatal(err)
-	}
+	hooks := NewHooks(repos, q, HooksOptions{Logger: log, NewID: queue.NewID})
 	r := chi.NewRouter()
 	r.Method(http.MethodPost, "/hooks/{repo}", hooks)
 	sig := signGitHub(githubSecret, body)

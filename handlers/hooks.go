@@ -60,11 +60,6 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, jobs []queue.Job) (stored []queue.Job, err error)
 }
 
-// Notifier is told of stored jobs so that pending statuses go out early; it must not block.
-type Notifier interface {
-	Stored(jobs []queue.Job)
-}
-
 // HooksOptions are the optional collaborators of Hooks; zero values get working defaults.
 type HooksOptions struct {
 	// Logger receives one line per delivery. Default: discard.
@@ -86,13 +81,12 @@ var providers = map[string]provider{
 // reading it, turns it into jobs for the apps it touches, and answers 202 only once the jobs
 // are stored, so that a forge retries whatever ferry could not take on.
 type Hooks struct {
-	repos  map[string]hookRepo
-	graph  *graph
-	queue  Enqueuer
-	notify Notifier
-	log    *slog.Logger
-	now    func() time.Time
-	newID  func() string
+	repos map[string]hookRepo
+	graph *graph
+	queue Enqueuer
+	log   *slog.Logger
+	now   func() time.Time
+	newID func() string
 }
 
 type hookRepo struct {
@@ -100,14 +94,11 @@ type hookRepo struct {
 	provider provider
 }
 
-// NewHooks checks the repositories and apps once so that a configuration mistake (unknown
-// provider, malformed glob, dependsOn naming no app or forming a cycle) stops start-up instead
-// of silently dropping deploys. n may be nil.
-func NewHooks(repos []Repo, q Enqueuer, n Notifier, opts HooksOptions) (*Hooks, error) {
-	if q == nil {
-		return nil, errors.New("hooks need an enqueuer")
-	}
-	h := &Hooks{repos: map[string]hookRepo{}, queue: q, notify: n, log: opts.Logger, now: opts.Now, newID: opts.NewID}
+// NewHooks serves the repositories and apps of a configuration the config loader validated:
+// names unique, providers known, branch and globs valid, dependsOn naming known apps without
+// cycles. It trusts that input and checks nothing again.
+func NewHooks(repos []Repo, q Enqueuer, opts HooksOptions) *Hooks {
+	h := &Hooks{repos: map[string]hookRepo{}, graph: newGraph(repos), queue: q, log: opts.Logger, now: opts.Now, newID: opts.NewID}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -118,34 +109,9 @@ func NewHooks(repos []Repo, q Enqueuer, n Notifier, opts HooksOptions) (*Hooks, 
 		h.newID = randomID
 	}
 	for _, r := range repos {
-		p, ok := providers[r.Provider]
-		switch {
-		case r.Name == "":
-			return nil, errors.New("a repo has no name")
-		case !ok:
-			return nil, fmt.Errorf("repo %s: provider %q is not github, gitlab or gitea", r.Name, r.Provider)
-		case r.Branch == "":
-			return nil, fmt.Errorf("repo %s: no branch", r.Name)
-		}
-		if _, dup := h.repos[r.Name]; dup {
-			return nil, fmt.Errorf("repo %s is configured twice", r.Name)
-		}
-		if _, err := path.Match(r.Branch, ""); err != nil {
-			return nil, fmt.Errorf("repo %s: branch pattern: %w", r.Name, err)
-		}
-		if r.Provider == "gitlab" && strings.HasPrefix(string(r.Secret), signingSecretPrefix) {
-			if _, err := signingKey(r.Secret); err != nil {
-				return nil, fmt.Errorf("repo %s: %w", r.Name, err)
-			}
-		}
-		h.repos[r.Name] = hookRepo{Repo: r, provider: p}
+		h.repos[r.Name] = hookRepo{Repo: r, provider: providers[r.Provider]}
 	}
-	g, err := newGraph(repos)
-	if err != nil {
-		return nil, err
-	}
-	h.graph = g
-	return h, nil
+	return h
 }
 
 // SetInputs tells routing which paths outside an app's own its last deploy rendered from (see
@@ -260,9 +226,6 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log(slog.LevelInfo, outcome, http.StatusAccepted, slog.Any("apps", apps), slog.Int("duplicates", duplicates))
 	writeJSON(w, http.StatusAccepted, stored{Jobs: out})
-	if h.notify != nil && len(fresh) > 0 {
-		h.notify.Stored(fresh)
-	}
 }
 
 // storedViews describes each job of a delivery for the 202. A job that was stored before, by an

@@ -41,22 +41,6 @@ func (f *fakeQueue) Enqueue(ctx context.Context, jobs []queue.Job) ([]queue.Job,
 	return jobs, nil
 }
 
-// fakeNotifier is a Notifier whose behaviour a test sets through stored; it records every call.
-type fakeNotifier struct {
-	stored func(jobs []queue.Job)
-	mu     sync.Mutex
-	calls  [][]queue.Job
-}
-
-func (f *fakeNotifier) Stored(jobs []queue.Job) {
-	f.mu.Lock()
-	f.calls = append(f.calls, jobs)
-	f.mu.Unlock()
-	if f.stored != nil {
-		f.stored(jobs)
-	}
-}
-
 // testApps is the platform repository's layout: api depends on database, web on api; worker
 // stands alone. Whatever the forge, the same apps.
 func testApps() []App {
@@ -80,25 +64,21 @@ func testRepos(provider string, secret []byte) []Repo {
 }
 
 type hookHarness struct {
-	srv    http.Handler
-	hooks  *Hooks
-	queue  *fakeQueue
-	notify *fakeNotifier
-	logs   *bytes.Buffer
+	srv   http.Handler
+	hooks *Hooks
+	queue *fakeQueue
+	logs  *bytes.Buffer
 }
 
 func newHarness(t *testing.T, repos []Repo) *hookHarness {
 	t.Helper()
-	hh := &hookHarness{queue: &fakeQueue{}, notify: &fakeNotifier{}, logs: &bytes.Buffer{}}
+	hh := &hookHarness{queue: &fakeQueue{}, logs: &bytes.Buffer{}}
 	n := 0
-	h, err := NewHooks(repos, hh.queue, hh.notify, HooksOptions{
+	h := NewHooks(repos, hh.queue, HooksOptions{
 		Logger: slog.New(slog.NewTextHandler(hh.logs, nil)),
 		Now:    func() time.Time { return testNow },
 		NewID:  func() string { n++; return fmt.Sprintf("job-%d", n) },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := chi.NewRouter()
 	r.Post("/hooks/{repo}", h.ServeHTTP)
 	hh.srv, hh.hooks = r, h
@@ -391,9 +371,6 @@ func TestHooks(t *testing.T) {
 			if diff := cmp.Diff(wantCalls, hh.queue.calls); diff != "" {
 				t.Errorf("enqueued (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(wantCalls, hh.notify.calls); diff != "" {
-				t.Errorf("notified (-want +got):\n%s", diff)
-			}
 			for _, j := range tt.jobs {
 				if err := j.Validate(); err != nil {
 					t.Errorf("expected job %s is not valid: %v", j.App, err)
@@ -447,9 +424,6 @@ func TestHooksEnqueueFailure(t *testing.T) {
 	}
 	if len(hh.queue.calls) != 1 {
 		t.Errorf("enqueue called %d times, want 1", len(hh.queue.calls))
-	}
-	if len(hh.notify.calls) != 0 {
-		t.Errorf("notifier told of jobs that were not stored: %v", hh.notify.calls)
 	}
 	if !strings.Contains(hh.logs.String(), "enqueue failed") {
 		t.Errorf("failure not logged: %s", hh.logs)

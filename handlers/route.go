@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -30,24 +29,13 @@ type graph struct {
 	dependents map[string][]*appNode
 }
 
-// newGraph checks and indexes the apps of repos: names unique, paths and globs valid,
-// DependsOn naming known apps without cycles. A cycle would leave its syncs waiting on each
-// other forever, so it is refused here rather than discovered by a stuck deploy.
-func newGraph(repos []Repo) (*graph, error) {
+// newGraph indexes the apps of repos and ranks them in dependency order. Its input is
+// validated (see NewHooks); an app waiting on a dependsOn cycle or an unknown app, which the
+// config loader refuses, panics here rather than leave its syncs waiting on each other.
+func newGraph(repos []Repo) *graph {
 	g := &graph{byName: map[string]*appNode{}, dependents: map[string][]*appNode{}}
 	for _, r := range repos {
 		for _, a := range r.Apps {
-			if a.Name == "" {
-				return nil, fmt.Errorf("repo %s: an app has no name", r.Name)
-			}
-			if _, dup := g.byName[a.Name]; dup {
-				return nil, fmt.Errorf("app %s is configured twice", a.Name)
-			}
-			for _, p := range slices.Concat(a.Include, a.Exclude) {
-				if err := checkGlob(p); err != nil {
-					return nil, fmt.Errorf("app %s: %w", a.Name, err)
-				}
-			}
 			n := &appNode{App: a, repo: r.Name, dir: cleanDir(a.Path)}
 			g.apps = append(g.apps, n)
 			g.byName[a.Name] = n
@@ -55,22 +43,17 @@ func newGraph(repos []Repo) (*graph, error) {
 	}
 	for _, n := range g.apps {
 		for _, d := range n.DependsOn {
-			if _, ok := g.byName[d]; !ok {
-				return nil, fmt.Errorf("app %s depends on unknown app %s", n.Name, d)
-			}
 			g.dependents[d] = append(g.dependents[d], n)
 		}
 	}
-	if err := g.rankApps(); err != nil {
-		return nil, err
-	}
-	return g, nil
+	g.rankApps()
+	return g
 }
 
 // rankApps gives every app a position after all of its dependencies: Kahn's algorithm taking,
 // at each step, the ready app listed first in the configuration, so that job order is stable
 // and otherwise follows the configuration.
-func (g *graph) rankApps() error {
+func (g *graph) rankApps() {
 	waiting := make(map[*appNode]int, len(g.apps))
 	for _, n := range g.apps {
 		waiting[n] = len(n.DependsOn)
@@ -84,7 +67,7 @@ func (g *graph) rankApps() error {
 					stuck = append(stuck, n.Name)
 				}
 			}
-			return fmt.Errorf("dependsOn forms a cycle among apps %s", strings.Join(stuck, ", "))
+			panic(fmt.Sprintf("handlers: apps %s wait on a dependsOn cycle or an unknown app; the config loader lets neither through", strings.Join(stuck, ", ")))
 		}
 		n := g.apps[i]
 		waiting[n] = -1
@@ -93,7 +76,6 @@ func (g *graph) rankApps() error {
 			waiting[d]--
 		}
 	}
-	return nil
 }
 
 // selection is what a push or pull request asks to sync in its own repository, plus the
@@ -232,21 +214,4 @@ func matchSegments(glob, name []string) bool {
 		glob, name = glob[1:], name[1:]
 	}
 	return len(name) == 0
-}
-
-// checkGlob refuses a malformed glob at start-up; at match time path.Match would only ever
-// say "no match", hiding the mistake.
-func checkGlob(glob string) error {
-	if glob == "" {
-		return errors.New("empty glob")
-	}
-	for _, seg := range strings.Split(glob, "/") {
-		if seg == "**" {
-			continue
-		}
-		if _, err := path.Match(seg, ""); err != nil {
-			return fmt.Errorf("glob %q: %w", glob, err)
-		}
-	}
-	return nil
 }

@@ -65,67 +65,16 @@ func TestTouchedBy(t *testing.T) {
 	}
 }
 
-func TestNewHooksRefusesBadConfig(t *testing.T) {
-	q := &fakeQueue{}
-	ok := func() Repo {
-		return Repo{Name: "platform", Provider: "github", Branch: "main", Secret: githubSecret, Apps: []App{{Name: "a", Path: "a"}}}
-	}
-	tests := []struct {
-		name  string
-		repos func() []Repo
-		want  string
-	}{
-		{"unknown provider", func() []Repo { r := ok(); r.Provider = "bitbucket"; return []Repo{r} }, "provider"},
-		{"no branch", func() []Repo { r := ok(); r.Branch = ""; return []Repo{r} }, "no branch"},
-		{"bad branch glob", func() []Repo { r := ok(); r.Branch = "release-["; return []Repo{r} }, "branch pattern"},
-		{"duplicate repo", func() []Repo { return []Repo{ok(), ok()} }, "configured twice"},
-		{"duplicate app", func() []Repo {
-			r := ok()
-			r.Apps = append(r.Apps, App{Name: "a", Path: "b"})
-			return []Repo{r}
-		}, "app a is configured twice"},
-		{"unknown dependency", func() []Repo { r := ok(); r.Apps[0].DependsOn = []string{"ghost"}; return []Repo{r} }, "unknown app ghost"},
-		{"cycle", func() []Repo {
-			r := ok()
-			r.Apps = []App{{Name: "a", DependsOn: []string{"c"}}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c", DependsOn: []string{"b"}}, {Name: "d"}}
-			return []Repo{r}
-		}, "cycle among apps a, b, c"},
-		{"bad exclude glob", func() []Repo { r := ok(); r.Apps[0].Exclude = []string{"a/[x"}; return []Repo{r} }, "glob"},
-		{"gitlab signing secret not base64", func() []Repo {
-			r := ok()
-			r.Provider, r.Secret = "gitlab", []byte("whsec_not*base64")
-			return []Repo{r}
-		}, "not base64"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewHooks(tt.repos(), q, nil, HooksOptions{})
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("NewHooks error = %v, want one mentioning %q", err, tt.want)
-			}
-			if strings.Contains(err.Error(), "not*base64") {
-				t.Errorf("error %q contains the secret", err)
-			}
-		})
-	}
-	if _, err := NewHooks([]Repo{ok()}, nil, nil, HooksOptions{}); err == nil {
-		t.Error("NewHooks accepted a nil enqueuer")
-	}
-}
-
 // TestDependencyOrder checks that jobs come out with every app after those it depends on,
 // whatever order the configuration lists them in.
 func TestDependencyOrder(t *testing.T) {
-	g, err := newGraph([]Repo{{Name: "r", Apps: []App{
+	g := newGraph([]Repo{{Name: "r", Apps: []App{
 		{Name: "web", Path: "web", DependsOn: []string{"api"}},
 		{Name: "api", Path: "api", DependsOn: []string{"db", "cache"}},
 		{Name: "cache", Path: "cache"},
 		{Name: "db", Path: "db"},
 		{Name: "cron", Path: "cron", DependsOn: []string{"db"}},
 	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
 	for _, n := range g.forPush("r", []string{"db/x.yaml"}, false).apps {
 		got = append(got, n.Name)
@@ -140,6 +89,22 @@ func TestDependencyOrder(t *testing.T) {
 	if diff := cmp.Diff([]string{"cache", "db", "api", "web", "cron"}, got); diff != "" {
 		t.Errorf("all apps (-want +got):\n%s", diff)
 	}
+}
+
+// TestGraphPanicsOnCycle: the config loader refuses dependsOn cycles, so routing takes none;
+// if one slipped through, start-up stops loudly instead of leaving syncs waiting forever.
+func TestGraphPanicsOnCycle(t *testing.T) {
+	defer func() {
+		msg, _ := recover().(string)
+		if !strings.Contains(msg, "apps a, b wait on a dependsOn cycle") {
+			t.Errorf("panic = %q, want one naming the apps of the cycle", msg)
+		}
+	}()
+	newGraph([]Repo{{Name: "r", Apps: []App{
+		{Name: "a", Path: "a", DependsOn: []string{"b"}},
+		{Name: "b", Path: "b", DependsOn: []string{"a"}},
+		{Name: "c", Path: "c"},
+	}}})
 }
 
 // TestHooksRouteRecordedInputs: a push that only changes a shared base outside every app's path

@@ -3,8 +3,6 @@ package queue
 import (
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,16 +31,4 @@ func Dial(url, name string, logger *slog.Logger) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
 	return nc, nil
-}
-
-func splitHostPort(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("port %q: %w", p, err)
-	}
-	return host, port, nil
 }

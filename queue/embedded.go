@@ -19,10 +19,7 @@ const embeddedStartTimeout = 60 * time.Second
 type EmbeddedOptions struct {
 	// DataDir holds JetStream's file store, so queued jobs and sync records survive a restart.
 	DataDir string
-	// Listen, when not empty (host:port), also serves NATS clients over TCP; the default is
-	// in-process only, which opens no port.
-	Listen string
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Embedded is a NATS server with JetStream running inside the ferry process.
@@ -36,19 +33,13 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		return nil, errors.New("embedded nats: a data directory is required to store jobs durably")
 	}
 	sopts := &server.Options{
-		ServerName:         "ferry",
-		JetStream:          true,
-		StoreDir:           filepath.Join(opts.DataDir, "jetstream"),
-		DontListen:         opts.Listen == "",
+		ServerName: "ferry",
+		JetStream:  true,
+		StoreDir:   filepath.Join(opts.DataDir, "jetstream"),
+		// In-process only: the embedded server opens no port.
+		DontListen:         true,
 		NoSigs:             true,
 		JetStreamMaxMemory: 64 << 20,
-	}
-	if opts.Listen != "" {
-		host, port, err := splitHostPort(opts.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("embedded nats: listen address: %w", err)
-		}
-		sopts.Host, sopts.Port = host, port
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
@@ -72,14 +63,6 @@ func (e *Embedded) Connect(name string) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to embedded nats: %w", err)
 	}
 	return nc, nil
-}
-
-// ClientURL is the TCP URL clients can use when the server listens, or "" when in-process only.
-func (e *Embedded) ClientURL() string {
-	if e.srv.Addr() == nil {
-		return ""
-	}
-	return e.srv.ClientURL()
 }
 
 // Shutdown stops the server after its clients are gone, flushing JetStream to disk.

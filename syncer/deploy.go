@@ -79,13 +79,9 @@ func (r *run) deploy(ctx context.Context) error {
 	return r.succeed(ctx, desc)
 }
 
-// applyApp is what the engine needs to know of an app.
+// applyApp is what the engine needs to know of an app (a zero Timeout is the engine's default).
 func (s *Syncer) applyApp(app App) apply.App {
-	timeout := app.Timeout
-	if timeout <= 0 {
-		timeout = s.opts.DefaultTimeout
-	}
-	return apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: timeout}
+	return apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: app.Timeout}
 }
 
 // quiet jobs re-sync a commit that already has its status (start-up recovery, self-heal): they

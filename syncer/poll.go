@@ -22,11 +22,15 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, jobs []queue.Job) (stored []queue.Job, err error)
 }
 
+// DefaultPollInterval is how often a repository's branch head is looked at when its
+// configuration sets no interval.
+const DefaultPollInterval = 5 * time.Minute
+
 // PollOptions tunes the poller.
 type PollOptions struct {
-	// Interval per repository name; repositories not named use DefaultInterval.
-	Interval        map[string]time.Duration
-	DefaultInterval time.Duration
+	// Interval per repository name; repositories not named, or named with 0, use
+	// DefaultPollInterval.
+	Interval map[string]time.Duration
 	// SelfHeal names apps whose current commit is re-applied every interval, so that objects
 	// changed by hand in the cluster are put back as Git says.
 	SelfHeal map[string]bool
@@ -49,9 +53,6 @@ type Poller struct {
 
 // NewPoller returns a poller over the syncer's repositories and apps.
 func (s *Syncer) NewPoller(resolve HeadResolver, q Enqueuer, opts PollOptions) *Poller {
-	if opts.DefaultInterval <= 0 {
-		opts.DefaultInterval = 5 * time.Minute
-	}
 	if opts.Logger == nil {
 		opts.Logger = s.opts.Logger
 	}
@@ -101,7 +102,7 @@ func (p *Poller) interval(repo string) time.Duration {
 	if d, ok := p.opts.Interval[repo]; ok && d > 0 {
 		return d
 	}
-	return p.opts.DefaultInterval
+	return DefaultPollInterval
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -143,7 +144,7 @@ func (p *Poller) Poll(ctx context.Context, repo string) error {
 		if err != nil || !ok || st.AppliedSHA == "" {
 			continue
 		}
-		heal = append(heal, p.job(app, st.AppliedSHA, queue.TriggerDrift, fmt.Sprintf("drift-%s-%d", st.AppliedSHA, time.Now().Unix()/int64(interval.Seconds()+1))))
+		heal = append(heal, p.job(app, st.AppliedSHA, queue.TriggerDrift, fmt.Sprintf("drift-%s-%d", st.AppliedSHA, p.s.opts.Now().Unix()/int64(interval.Seconds()+1))))
 	}
 	if len(heal) > 0 {
 		_, err := p.q.Enqueue(ctx, heal)
@@ -183,7 +184,7 @@ func (p *Poller) queueApps(ctx context.Context, repo string, trigger queue.Trigg
 
 func (p *Poller) job(app App, sha string, trigger queue.Trigger, delivery string) queue.Job {
 	return queue.Job{ID: queue.NewID(), Kind: queue.KindDeploy, Trigger: trigger, Repo: app.Repo, App: app.Name,
-		Ref: "refs/heads/" + p.s.repos[app.Repo].Branch, SHA: sha, DeliveryID: delivery, EnqueuedAt: time.Now().UTC()}
+		Ref: "refs/heads/" + p.s.repos[app.Repo].Branch, SHA: sha, DeliveryID: delivery, EnqueuedAt: p.s.opts.Now().UTC()}
 }
 
 // appsOf lists a repository's apps.

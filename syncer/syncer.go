@@ -37,6 +37,7 @@ type App struct {
 	Path      string
 	Namespace string
 	Prune     bool
+	// Timeout bounds the wait for the app's objects to become healthy; 0 is apply.DefaultTimeout.
 	Timeout   time.Duration
 	DependsOn []string
 }
@@ -87,18 +88,17 @@ type Options struct {
 	DependencyWait time.Duration
 	// TransientAttempts bounds deliveries of a job failing with transient errors.
 	TransientAttempts int
-	// DefaultTimeout is the health wait of apps that set none.
-	DefaultTimeout time.Duration
-	Logger         *slog.Logger
-	Now            func() time.Time
+	Logger            *slog.Logger
+	// Now is the clock of sync records, commit waits and poll jobs.
+	Now func() time.Time
 }
 
 // DefaultOptions are the settings ferry serves with unless configured otherwise.
 func DefaultOptions() Options {
-	return Options{CommitWait: 30 * time.Second, DependencyWait: 15 * time.Minute, TransientAttempts: 8, DefaultTimeout: 5 * time.Minute, Logger: slog.Default(), Now: time.Now}
+	return Options{CommitWait: 30 * time.Second, DependencyWait: 15 * time.Minute, TransientAttempts: 8, Logger: slog.Default(), Now: time.Now}
 }
 
-// Syncer runs jobs. It is the queue's handler and the hooks' notifier.
+// Syncer runs jobs. It is the queue's handler, and it is told of every stored job (Stored).
 type Syncer struct {
 	repos   map[string]Repo
 	apps    map[string]App
@@ -115,8 +115,9 @@ type Syncer struct {
 	learned   map[string][]string
 }
 
-// New checks that every app names a known repository and dependency.
-func New(repos []Repo, apps []App, f Fetcher, a Applier, st Store, bl Backlog, m *Metrics, opts Options) (*Syncer, error) {
+// New returns a syncer of a configuration the config loader validated: every app names a
+// known repository and known dependencies. It trusts that input and checks nothing again.
+func New(repos []Repo, apps []App, f Fetcher, a Applier, st Store, bl Backlog, m *Metrics, opts Options) *Syncer {
 	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: f, apply: a, store: st, backlog: bl, opts: opts, metrics: m, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{}}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.Default()
@@ -128,19 +129,9 @@ func New(repos []Repo, apps []App, f Fetcher, a Applier, st Store, bl Backlog, m
 		s.repos[r.Name] = r
 	}
 	for _, a := range apps {
-		if _, ok := s.repos[a.Repo]; !ok {
-			return nil, fmt.Errorf("app %s: unknown repo %q", a.Name, a.Repo)
-		}
 		s.apps[a.Name] = a
 	}
-	for _, a := range apps {
-		for _, d := range a.DependsOn {
-			if _, ok := s.apps[d]; !ok {
-				return nil, fmt.Errorf("app %s: dependsOn names unknown app %q", a.Name, d)
-			}
-		}
-	}
-	return s, nil
+	return s
 }
 
 // SyncURL is the page a sync's status links to.

@@ -217,12 +217,8 @@ func newWorld(t *testing.T, apps ...App) *world {
 	opts := DefaultOptions()
 	opts.ExternalURL = "https://ferry.example.com"
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := New([]Repo{{Name: "platform", Branch: "main", Reporter: w.rep}}, apps, w.fetch, w.applier, w.store, w.backlog,
+	w.s = New([]Repo{{Name: "platform", Branch: "main", Reporter: w.rep}}, apps, w.fetch, w.applier, w.store, w.backlog,
 		NewMetrics(prometheus.NewRegistry()), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.s = s
 	return w
 }
 

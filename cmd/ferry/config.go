@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/status"
 	"sigs.k8s.io/yaml"
 )
 
@@ -18,7 +22,7 @@ import (
 type Config struct {
 	// ExternalURL is where people reach ferry; commit statuses link to pages under it.
 	ExternalURL string `json:"externalURL"`
-	// Workers is how many syncs this replica runs at once (default 4).
+	// Workers is how many syncs this replica runs at once; 0 is queue.DefaultConsumeOptions'.
 	Workers int `json:"workers,omitempty"`
 	// InventoryNamespace holds the apps' inventories in the cluster (default ferry-system).
 	InventoryNamespace string      `json:"inventoryNamespace,omitempty"`
@@ -40,7 +44,8 @@ type RepoConf struct {
 	Token *SecretRef `json:"token,omitempty"`
 	// APIURL points at GitHub Enterprise, a self-hosted GitLab or a Gitea instance.
 	APIURL string `json:"apiURL,omitempty"`
-	// Interval is how often the branch head is polled in case a webhook was lost (default 5m).
+	// Interval is how often the branch head is polled in case a webhook was lost; 0 is
+	// syncer.DefaultPollInterval.
 	Interval Duration `json:"interval,omitempty"`
 }
 
@@ -52,7 +57,7 @@ type AppConf struct {
 	Namespace string   `json:"namespace,omitempty"`
 	Prune     bool     `json:"prune,omitempty"`
 	DependsOn []string `json:"dependsOn,omitempty"`
-	// Timeout bounds the wait for the app's objects to become healthy (default 5m).
+	// Timeout bounds the wait for the app's objects to become healthy; 0 is apply.DefaultTimeout.
 	Timeout Duration `json:"timeout,omitempty"`
 	// Include and Exclude are globs over repository paths that refine which pushes touch the app.
 	Include []string `json:"include,omitempty"`
@@ -89,9 +94,6 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// providers are the forges ferry speaks to.
-var providers = map[string]bool{"github": true, "gitlab": true, "gitea": true}
-
 // LoadConfig reads and validates the config file. Secrets are resolved with getenv and the
 // file system; a missing one is an error naming its repo and field, never its value.
 func LoadConfig(file string, getenv func(string) string) (*Config, *Secrets, error) {
@@ -107,6 +109,9 @@ type Secrets struct {
 	WebhookSecrets map[string][]byte
 	Tokens         map[string]string
 	APITokens      [][]byte
+	// Forges are the commit-status clients of the repositories with a token. They are built
+	// here, holding the token, so that a url or apiURL they cannot use stops `ferry check` too.
+	Forges map[string]status.Reporter
 }
 
 // ParseConfig validates a config document; see LoadConfig.
@@ -121,20 +126,29 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 	if err := c.validate(); err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
-	sec := &Secrets{WebhookSecrets: map[string][]byte{}, Tokens: map[string]string{}}
+	sec := &Secrets{WebhookSecrets: map[string][]byte{}, Tokens: map[string]string{}, Forges: map[string]status.Reporter{}}
 	var errs []error
+	hc := &http.Client{Timeout: forgeTimeout}
 	for _, r := range c.Repos {
 		v, err := r.WebhookSecret.resolve(getenv)
+		if err == nil {
+			err = handlers.CheckSecret(r.Provider, v)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repo %s: webhookSecret: %w", r.Name, err))
 		}
 		sec.WebhookSecrets[r.Name] = v
-		if r.Token != nil {
-			v, err := r.Token.resolve(getenv)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("repo %s: token: %w", r.Name, err))
-			}
-			sec.Tokens[r.Name] = strings.TrimSpace(string(v))
+		if r.Token == nil {
+			continue
+		}
+		v, err = r.Token.resolve(getenv)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("repo %s: token: %w", r.Name, err))
+			continue
+		}
+		sec.Tokens[r.Name] = strings.TrimSpace(string(v))
+		if sec.Forges[r.Name], err = newForge(hc, r, sec.Tokens[r.Name]); err != nil {
+			errs = append(errs, fmt.Errorf("repo %s: %w", r.Name, err))
 		}
 	}
 	for i, ref := range c.APITokens {
@@ -201,8 +215,8 @@ func (c *Config) validate() error {
 		} else if u.User != nil {
 			bad("%s: url must not carry credentials; use token", where)
 		}
-		if !providers[r.Provider] {
-			bad("%s: provider %q is not supported (github, gitlab or gitea)", where, r.Provider)
+		if !slices.Contains(handlers.Providers(), r.Provider) {
+			bad("%s: provider %q is not supported (%s)", where, r.Provider, strings.Join(handlers.Providers(), ", "))
 		}
 		if r.Branch == "" {
 			c.Repos[i].Branch = "main"
@@ -211,9 +225,6 @@ func (c *Config) validate() error {
 		}
 		if r.WebhookSecret == nil {
 			bad("%s: webhookSecret is required", where)
-		}
-		if r.Interval == 0 {
-			c.Repos[i].Interval = Duration(5 * time.Minute)
 		}
 	}
 	apps := map[string]int{}
@@ -230,14 +241,8 @@ func (c *Config) validate() error {
 			bad("%s: path %q must be a directory inside the repository", where, a.Path)
 		}
 		c.Apps[i].Path = clean
-		for _, g := range append(append([]string{}, a.Include...), a.Exclude...) {
-			if _, err := path.Match(g, ""); err != nil {
-				bad("%s: glob %q is not valid", where, g)
-			}
-		}
-		if a.Timeout == 0 {
-			c.Apps[i].Timeout = Duration(5 * time.Minute)
-		}
+		checkGlobs(bad, where, "include", a.Include)
+		checkGlobs(bad, where, "exclude", a.Exclude)
 	}
 	for _, a := range c.Apps {
 		for _, d := range a.DependsOn {
@@ -301,6 +306,16 @@ func findCycle(apps []AppConf) []string {
 	return nil
 }
 
+// checkGlobs reports an empty or malformed glob of an app's include or exclude list; at match
+// time path.Match would only ever say "no match", hiding the mistake.
+func checkGlobs(bad func(string, ...any), where, field string, globs []string) {
+	for _, g := range globs {
+		if _, err := path.Match(g, ""); err != nil || g == "" {
+			bad("%s: %s: glob %q is not valid", where, field, g)
+		}
+	}
+}
+
 // checkName reports a missing, malformed or repeated name of the i-th entry of list (repos or
 // apps) and returns how messages name the entry: "repo platform", or "repos[2]" when it has none.
 func checkName(bad func(string, ...any), list, kind string, i int, name string, seen bool) string {
@@ -317,4 +332,33 @@ func checkName(bad func(string, ...any), list, kind string, i int, name string, 
 		bad("%s: duplicate %s name", where, kind)
 	}
 	return where
+}
+
+// forgeTimeout bounds each call to a forge's status API, so that a slow forge cannot hold a
+// worker.
+const forgeTimeout = 30 * time.Second
+
+// newForge builds the commit-status client of repository r; its errors name what in url or
+// apiURL the client cannot use.
+func newForge(hc *http.Client, r RepoConf, token string) (status.Reporter, error) {
+	owner, name, err := status.ParseRepoURL(r.URL)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	switch r.Provider {
+	case "github":
+		return status.NewGitHub(hc, r.APIURL, token, owner, name)
+	case "gitlab":
+		return status.NewGitLab(hc, r.APIURL, token, owner+"/"+name)
+	case "gitea":
+		api := r.APIURL
+		if api == "" {
+			// Gitea has no public default host: its API lives on the clone URL's host.
+			if u, perr := url.Parse(r.URL); perr == nil && u.Scheme != "" && u.Host != "" {
+				api = u.Scheme + "://" + u.Host
+			}
+		}
+		return status.NewGitea(hc, api, token, owner, name)
+	}
+	return nil, fmt.Errorf("provider %q: ferry posts no commit statuses there", r.Provider)
 }

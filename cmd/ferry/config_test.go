@@ -55,11 +55,37 @@ func TestParseConfig(t *testing.T) {
 	if got := time.Duration(cfg.Apps[1].Timeout); got != 90*time.Second {
 		t.Errorf("timeout = %s", got)
 	}
-	if got := time.Duration(cfg.Apps[0].Timeout); got != 5*time.Minute {
-		t.Errorf("default timeout = %s", got)
+	if sec.Forges["platform"] == nil {
+		t.Error("no commit-status client built for a repo with a token")
 	}
-	if got := time.Duration(cfg.Repos[0].Interval); got != 5*time.Minute {
-		t.Errorf("default interval = %s", got)
+}
+
+// TestParseConfigDefaults: the config fills in only what no package defines (the branch);
+// the health timeout and the poll interval stay 0, which their packages read as their own
+// default, so each default is written once.
+func TestParseConfigDefaults(t *testing.T) {
+	doc := `
+externalURL: https://ferry.example.com
+repos:
+  - {name: platform, url: "https://gitea.example.com/acme/platform.git", provider: gitea, webhookSecret: {env: HOOK_SECRET}}
+apps:
+  - {name: api, repo: platform, path: apps/api}
+`
+	cfg, sec, err := ParseConfig([]byte(doc), env(map[string]string{"HOOK_SECRET": "s3cret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Repos[0].Branch; got != "main" {
+		t.Errorf("branch = %q, want main", got)
+	}
+	if got, want := syncerApps(cfg)[0].Timeout, time.Duration(0); got != want {
+		t.Errorf("health timeout handed to the syncer = %s, want 0 (apply.DefaultTimeout)", got)
+	}
+	if got := pollIntervals(cfg)["platform"]; got != 0 {
+		t.Errorf("poll interval handed to the poller = %s, want 0 (syncer.DefaultPollInterval)", got)
+	}
+	if _, ok := sec.Forges["platform"]; ok {
+		t.Error("a commit-status client was built for a repo without a token")
 	}
 }
 
@@ -92,6 +118,25 @@ func TestParseConfigRefuses(t *testing.T) {
 		{"app name not a DNS label", strings.Replace(base, "name: api", "name: API_v2", 1), goodEnv, []string{"app API_v2", "DNS label"}},
 		{"repo without a name", strings.Replace(base, "- name: platform", "- name: \"\"", 1), goodEnv, []string{"repos[0]: name is required"}},
 		{"no external url", strings.Replace(base, "externalURL: https://ferry.example.com", "", 1), goodEnv, []string{"externalURL"}},
+		{"relative external url", strings.Replace(base, "https://ferry.example.com", "ferry.example.com", 1), goodEnv, []string{"externalURL", "not an absolute URL"}},
+		{"negative workers", strings.Replace(base, "repos:", "workers: -1\nrepos:", 1), goodEnv, []string{"workers must not be negative"}},
+		{"empty repo list", "externalURL: https://ferry.example.com\nrepos: []\n", goodEnv, []string{"repos: at least one repository is required"}},
+		{"repo without url", strings.Replace(base, "url: https://github.com/acme/platform.git", "", 1), goodEnv, []string{"repo platform: url is required"}},
+		{"bad branch glob", strings.Replace(base, "branch: main", "branch: release-[", 1), goodEnv, []string{"repo platform", `branch "release-["`}},
+		{"duplicate repo", strings.Replace(base, "apps:", "  - {name: platform, url: https://github.com/acme/x.git, provider: github, webhookSecret: {env: HOOK_SECRET}}\napps:", 1), goodEnv, []string{"repo platform: duplicate repo name"}},
+		{"no webhook secret", strings.Replace(base, "    webhookSecret: {env: HOOK_SECRET}\n", "", 1), goodEnv, []string{"repo platform: webhookSecret is required"}},
+		{"secret names env and file", strings.Replace(base, "{env: HOOK_SECRET}", "{env: HOOK_SECRET, file: /etc/hostname}", 1), goodEnv, []string{"repo platform: webhookSecret", "both env and file"}},
+		{"gitlab signing secret not base64", strings.Replace(base, "provider: github", "provider: gitlab", 1), map[string]string{"HOOK_SECRET": "whsec_not*base64", "API_TOKEN": "tok"}, []string{"repo platform: webhookSecret", "not base64"}},
+		{"api url not absolute", strings.Replace(base, "branch: main", "branch: main\n    apiURL: ghe.example.com/api/v3", 1), goodEnv, []string{"repo platform", "api url must be an absolute"}},
+		{"url without owner", strings.Replace(base, "https://github.com/acme/platform.git", "https://github.com/platform.git", 1), goodEnv, []string{"repo platform: url", "needs an owner and a name"}},
+		{"app without repo", strings.Replace(base, "repo: platform\n    path: apps/database", "path: apps/database", 1), goodEnv, []string{"app database: repo is required"}},
+		{"app without path", strings.Replace(base, "path: apps/database", "path: \"\"", 1), goodEnv, []string{"app database", `path ""`}},
+		{"bad exclude glob", strings.Replace(base, "prune: true", "prune: true\n    exclude: [\"a/[x\"]", 1), goodEnv, []string{"app database: exclude", `glob "a/[x"`}},
+		{"empty include glob", strings.Replace(base, "prune: true", "prune: true\n    include: [\"\"]", 1), goodEnv, []string{"app database: include", `glob ""`}},
+		{"depends on itself", strings.Replace(base, "dependsOn: [database]", "dependsOn: [api]", 1), goodEnv, []string{"app api: depends on itself"}},
+		{"three-app cycle", strings.Replace(strings.Replace(base, "prune: true", "prune: true\n    dependsOn: [web]", 1), "apiTokens:", "  - {name: web, repo: platform, path: apps/web, dependsOn: [api]}\napiTokens:", 1), goodEnv, []string{"cycle", "database → web → api → database"}},
+		{"bad duration", strings.Replace(base, "timeout: 90s", "timeout: 90", 1), goodEnv, []string{"duration"}},
+		{"negative duration", strings.Replace(base, "timeout: 90s", "timeout: -1s", 1), goodEnv, []string{"negative"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +148,9 @@ func TestParseConfigRefuses(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
+			}
+			if strings.Contains(err.Error(), "not*base64") {
+				t.Errorf("error %q holds a secret", err)
 			}
 		})
 	}

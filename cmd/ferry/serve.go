@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/url"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -33,9 +31,6 @@ import (
 const (
 	// shutdownHTTP bounds how long in-flight requests may take once SIGTERM arrived.
 	shutdownHTTP = 10 * time.Second
-	// shutdownGrace is how long running syncs may finish after SIGTERM before they are cut
-	// short and handed back to the stream for another replica.
-	shutdownGrace = 60 * time.Second
 	// idleRelease is how long the workers must have had no job before memory is handed back.
 	idleRelease = 5 * time.Second
 )
@@ -51,14 +46,6 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
-	workers := cfg.Workers
-	if o.Workers > 0 {
-		workers = o.Workers
-	}
-	if workers == 0 {
-		workers = 4
-	}
-
 	nc, closeNATS, err := connectNATS(o, log)
 	if err != nil {
 		return err
@@ -95,21 +82,12 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	repos, err := syncerRepos(cfg, sec, log)
-	if err != nil {
-		return err
-	}
+	repos := syncerRepos(cfg, sec, log)
 	sopts := syncer.DefaultOptions()
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
-	s, err := syncer.New(repos, syncerApps(cfg), cache, engine, records, q, syncer.NewMetrics(reg), sopts)
-	if err != nil {
-		return err
-	}
+	s := syncer.New(repos, syncerApps(cfg), cache, engine, records, q, syncer.NewMetrics(reg), sopts)
 	enq := &enqueuer{q: q, notify: s}
-	hooks, err := handlers.NewHooks(hookRepos(cfg, sec), enq, nil, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
+	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
 	resync, err := handlers.NewResync(resyncApps(cfg), sec.APITokens, cache, enq, handlers.ResyncOptions{
 		Logger: log.With("part", "api"), NewID: queue.NewID, URL: s.SyncURL, Repos: sourceRepos(repos),
 	})
@@ -133,7 +111,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("ferry serving", "version", buildVersion(), "listen", l.Addr().String(), "repos", len(cfg.Repos), "apps", len(cfg.Apps), "workers", workers, "nats", natsMode(o))
+	copts := consumeOptions(cfg, o, log)
+	log.Info("ferry serving", "version", buildVersion(), "listen", l.Addr().String(), "repos", len(cfg.Repos), "apps", len(cfg.Apps), "workers", copts.Workers, "nats", natsMode(o))
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -146,8 +125,6 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	defer stopWork()
 	wg.Go(func() { s.RunNotifier(work) })
 	wg.Go(func() { watchInputs(work, records, hooks, log.With("part", "hooks")) })
-	copts := queue.DefaultConsumeOptions()
-	copts.Workers, copts.Grace, copts.Logger = workers, shutdownGrace, log.With("part", "queue")
 	// Syncs come in bursts (a push to a monorepo, start-up recovery) with long quiet spells
 	// between them; once a burst is over, the heap it left behind goes back to the OS rather
 	// than waiting for the runtime's next forced collection.
@@ -178,6 +155,20 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	wg.Wait()
 	log.Info("ferry stopped")
 	return err
+}
+
+// consumeOptions are the worker pool's settings: the queue's defaults, with the worker count
+// of the config and then of --workers when they set one.
+func consumeOptions(cfg *Config, o serveOptions, log *slog.Logger) queue.ConsumeOptions {
+	copts := queue.DefaultConsumeOptions()
+	if cfg.Workers > 0 {
+		copts.Workers = cfg.Workers
+	}
+	if o.Workers > 0 {
+		copts.Workers = o.Workers
+	}
+	copts.Logger = log.With("part", "queue")
+	return copts
 }
 
 // inputsRewatch is the pause before the watch of recorded inputs is opened again after it broke
@@ -278,39 +269,15 @@ func newLogger(o serveOptions, w io.Writer) (*slog.Logger, error) {
 	return nil, errors.New("log format must be text or json")
 }
 
-// forgeClient is the HTTP client status reporters share: bounded, so a slow forge cannot hold
-// a worker.
-var forgeClient = &http.Client{Timeout: 30 * time.Second}
-
-func reporter(r RepoConf, token string, log *slog.Logger) (status.Reporter, error) {
-	if token == "" {
+// reporter is repository r's commit-status client as syncs use it: retried and deduplicated;
+// nil when r has no token, so that no statuses are posted.
+func reporter(r RepoConf, sec *Secrets, log *slog.Logger) status.Reporter {
+	rep := sec.Forges[r.Name]
+	if rep == nil {
 		log.Warn("no token for repo: commit statuses will not be posted", "repo", r.Name)
-		return nil, nil
-	}
-	owner, name, err := status.ParseRepoURL(r.URL)
-	if err != nil {
-		return nil, fmt.Errorf("repo %s: url: %w", r.Name, err)
-	}
-	var rep status.Reporter
-	switch r.Provider {
-	case "github":
-		rep, err = status.NewGitHub(forgeClient, r.APIURL, token, owner, name)
-	case "gitlab":
-		rep, err = status.NewGitLab(forgeClient, r.APIURL, token, owner+"/"+name)
-	case "gitea":
-		api := r.APIURL
-		if api == "" {
-			// Gitea has no public default host: its API lives on the clone URL's host.
-			if u, perr := url.Parse(r.URL); perr == nil && u.Scheme != "" && u.Host != "" {
-				api = u.Scheme + "://" + u.Host
-			}
-		}
-		rep, err = status.NewGitea(forgeClient, api, token, owner, name)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+		return nil
 	}
 	ropts := status.DefaultRetryOptions()
 	ropts.Logger = log.With("repo", r.Name)
-	return status.Dedup(status.Retry(rep, ropts)), nil
+	return status.Dedup(status.Retry(rep, ropts))
 }

@@ -13,21 +13,17 @@ import (
 // The functions below translate the config into each package's own view of it; main is the
 // only place that knows them all.
 
-func syncerRepos(cfg *Config, sec *Secrets, log *slog.Logger) ([]syncer.Repo, error) {
+func syncerRepos(cfg *Config, sec *Secrets, log *slog.Logger) []syncer.Repo {
 	var out []syncer.Repo
 	for _, r := range cfg.Repos {
-		rep, err := reporter(r, sec.Tokens[r.Name], log)
-		if err != nil {
-			return nil, err
-		}
 		out = append(out, syncer.Repo{
 			Name:     r.Name,
 			Source:   source.Repo{Name: r.Name, URL: r.URL, Token: sec.Tokens[r.Name], Provider: r.Provider},
 			Branch:   r.Branch,
-			Reporter: rep,
+			Reporter: reporter(r, sec, log),
 		})
 	}
-	return out, nil
+	return out
 }
 
 func sourceRepos(repos []syncer.Repo) map[string]source.Repo {
