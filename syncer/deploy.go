@@ -63,6 +63,9 @@ func (s *Syncer) deploy(ctx context.Context, log *slog.Logger, app App, repo Rep
 		s.report(ctx, log, repo, job, status.Pending, "syncing "+short(job.SHA))
 	}
 
+	if err := s.checkRevision(ctx, app, repo, job); err != nil {
+		return s.retryOrFail(ctx, log, repo, job, d, rec, stageOf(err, stageRevision), err)
+	}
 	objs, phases, inputs, err := s.load(ctx, app, repo, job)
 	if err != nil {
 		if errors.Is(err, source.ErrCommitNotFound) && s.opts.Now().Sub(job.EnqueuedAt) < s.opts.CommitWait && !d.Last {

@@ -72,6 +72,9 @@ func (f *fakeFetcher) Changed(_ context.Context, _ source.Repo, from, to string)
 	return nil, nil
 }
 
+// Head answers that every ref points at "head"; ancestor decides what it contains.
+func (f *fakeFetcher) Head(context.Context, source.Repo, string) (string, error) { return "head", nil }
+
 type fakeApplier struct {
 	sync func(app apply.App, rev string, objs []render.Object) (*apply.Result, error)
 	runs []string
@@ -272,6 +275,7 @@ func TestNewerQueuedCommitWins(t *testing.T) {
 	// A manual resync is never skipped.
 	m := job("api", "unrelated", now)
 	m.Trigger, m.ID = queue.TriggerManual, "manual"
+	w.fetch.ancestor = func(a, b string) bool { return b == "head" }
 	if err := w.s.Handle(t.Context(), m, queue.Delivery{Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
