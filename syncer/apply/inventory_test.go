@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -141,7 +142,8 @@ func TestForgedInventoryNotTrusted(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() {
-				if err := cms.Delete(t.Context(), inventoryName("ghost"), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				// t.Context is done by the time cleanups run.
+				if err := cms.Delete(context.Background(), inventoryName("ghost"), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 					t.Error(err)
 				}
 			})

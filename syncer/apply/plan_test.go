@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -40,7 +41,7 @@ func TestPlanIsNoExistenceOracle(t *testing.T) {
 	if _, err := v.kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = v.kube.CoreV1().Namespaces().Delete(t.Context(), other, metav1.DeleteOptions{}) })
+	t.Cleanup(func() { _ = v.kube.CoreV1().Namespaces().Delete(context.Background(), other, metav1.DeleteOptions{}) })
 
 	secret := obj(t, "apps/oracle/probe.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata:\n  name: some-secret\n  namespace: %s\nstringData:\n  k: guess\n", other))
 	// Without a selector and template, a Deployment is only valid merged into an existing one.
