@@ -155,36 +155,55 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: sha, URL: r.opts.URL(job.ID)})
 }
 
-// revision resolves what to sync: a full sha as given, else a branch or tag name (default the
-// app's branch) resolved on the remote.
+// revision resolves what to sync to a commit and the full ref it must be reachable from: a full
+// sha (through the app's branch), the app's branch (the default), or a tag, by short or full name
+// (refs/heads/<branch>, refs/tags/<tag>). Anything else, another branch or a ref such as
+// refs/pull/N/head, is refused here; the worker checks again, before applying, that the commit is
+// reachable from the ref, which a bare sha can only be told by fetching.
 func (r *Resync) revision(ctx context.Context, app ResyncApp, rev string) (sha, ref string, status int, err error) {
+	glob := strings.ContainsAny(app.Branch, "*?[")
 	if shaPattern.MatchString(rev) {
-		if strings.ContainsAny(app.Branch, "*?[") {
-			// No single branch to fetch it from: the worker fetches every branch.
-			return rev, "", 0, nil
+		if glob {
+			return "", "", http.StatusBadRequest, fmt.Errorf("app %s follows the branch pattern %q: name a branch or a tag, not a commit", app.Name, app.Branch)
 		}
 		return rev, "refs/heads/" + app.Branch, 0, nil
 	}
 	if rev == "" {
-		rev = app.Branch
-		if strings.ContainsAny(rev, "*?[") {
-			return "", "", http.StatusBadRequest, fmt.Errorf("app %s follows the branch pattern %q: name a revision", app.Name, rev)
+		if glob {
+			return "", "", http.StatusBadRequest, fmt.Errorf("app %s follows the branch pattern %q: name a revision", app.Name, app.Branch)
 		}
+		rev = app.Branch
 	}
-	if len(rev) > 255 || strings.ContainsAny(rev, " ~^:\\") || strings.Contains(rev, "..") {
-		return "", "", http.StatusBadRequest, errors.New("revision must be a full commit sha or a branch or tag name")
+	if len(rev) > 255 || strings.ContainsAny(rev, " ~^:\\*?[") || strings.Contains(rev, "..") {
+		return "", "", http.StatusBadRequest, errors.New("revision must be a full commit sha, the app's branch or a tag")
+	}
+	switch name, isBranch := strings.CutPrefix(rev, "refs/heads/"); {
+	case isBranch || (!strings.HasPrefix(rev, "refs/") && branchMatches(app.Branch, rev)):
+		if !branchMatches(app.Branch, name) {
+			return "", "", http.StatusBadRequest, fmt.Errorf("branch %s is not the branch app %s deploys (%s): name a commit on it or a tag", truncateName(name), app.Name, app.Branch)
+		}
+		ref = "refs/heads/" + name
+	case strings.HasPrefix(rev, "refs/tags/"):
+		ref = rev
+	case strings.HasPrefix(rev, "refs/"):
+		return "", "", http.StatusBadRequest, fmt.Errorf("%s is neither the branch app %s deploys (%s) nor a tag", truncateName(rev), app.Name, app.Branch)
+	default:
+		ref = "refs/tags/" + rev
 	}
 	repo, ok := r.opts.Repos[app.Repo]
 	if !ok {
 		return "", "", http.StatusInternalServerError, fmt.Errorf("repo %s of app %s has no source", app.Repo, app.Name)
 	}
-	sha, err = r.resolve.Head(ctx, repo, rev)
+	sha, err = r.resolve.Head(ctx, repo, ref)
 	if err != nil {
-		r.opts.Logger.Warn("resync: cannot resolve revision", "app", app.Name, "revision", rev, "err", err)
-		return "", "", http.StatusBadGateway, fmt.Errorf("cannot resolve %q on repo %s", rev, app.Repo)
+		r.opts.Logger.Warn("resync: cannot resolve revision", "app", app.Name, "ref", ref, "err", err)
+		what := "tag " + strings.TrimPrefix(ref, "refs/tags/")
+		if strings.HasPrefix(ref, "refs/heads/") {
+			what = "branch " + strings.TrimPrefix(ref, "refs/heads/")
+		}
+		return "", "", http.StatusBadGateway, fmt.Errorf("cannot resolve %s on repo %s", truncateName(what), app.Repo)
 	}
-	// A short name may be a branch or a tag: the worker fetches whichever the remote has.
-	return sha, rev, 0, nil
+	return sha, ref, 0, nil
 }
 
 func truncateName(s string) string {

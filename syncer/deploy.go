@@ -52,6 +52,9 @@ func (r *run) deploy(ctx context.Context) error {
 		return err
 	}
 	start := *r.rec.StartedAt
+	if err := s.checkRevision(ctx, app, r.repo, job); err != nil {
+		return r.retryOrFail(ctx, err)
+	}
 	objs, phases, inputs, err := s.load(ctx, app, r.repo, job)
 	if err != nil {
 		return r.fetchFailed(ctx, err)

@@ -3,7 +3,9 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,7 +223,7 @@ func TestStaleCommitIsNotApplied(t *testing.T) {
 		t.Errorf("runs (-want +got):\n%s", diff)
 	}
 	// The remote cannot be asked: retried, not applied and not skipped.
-	w.fetch.head = ""
+	w.fetch.headErr = fmt.Errorf("ls-remote: %w", syscall.ECONNREFUSED)
 	other := job("api", "other", time.Now())
 	w.store.states["api"] = queue.AppState{App: "api", SHA: "replayed", State: queue.StateSucceeded, AppliedSHA: "replayed"}
 	var retry *queue.RetryError

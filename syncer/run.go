@@ -46,6 +46,8 @@ const (
 	StageDependencies Stage = "dependencies"
 	StageApply        Stage = "apply"
 	StagePlan         Stage = "plan"
+	// StageRevision is the check that a manual sync's commit is on the app's branch or a tag.
+	StageRevision Stage = "revision"
 	// StageRun is the job itself: deliveries that ended the process, a panic.
 	StageRun Stage = "run"
 )

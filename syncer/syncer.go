@@ -47,9 +47,10 @@ type Fetcher interface {
 	Fetch(ctx context.Context, repo source.Repo, sha string, refs ...string) error
 	Files(ctx context.Context, repo source.Repo, sha, dir string) (fs.FS, error)
 	IsAncestor(ctx context.Context, repo source.Repo, a, b string) (bool, error)
-	// Head resolves a branch on the remote now, without fetching.
-	Head(ctx context.Context, repo source.Repo, branch string) (string, error)
 	Changed(ctx context.Context, repo source.Repo, from, to string) ([]string, error)
+	// Head resolves a ref (a full one, or a branch or tag name) on the remote without fetching:
+	// the tip a manual sync's commit must be reachable from.
+	Head(ctx context.Context, repo source.Repo, ref string) (string, error)
 }
 
 // Applier is the cluster side: it makes the cluster hold exactly one app's rendered objects.

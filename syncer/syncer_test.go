@@ -29,8 +29,9 @@ type fakeFetcher struct {
 	fetch    func(sha string) error
 	ancestor func(a, b string) bool
 	changed  func(from, to string) []string
-	// head is the branch head the remote reports; empty: the remote is unreachable.
+	// head is the branch head the remote reports; headErr, when set, its failure.
 	head      string
+	headErr   error
 	manifests string
 	// repo, when set, is the whole tree Files serves (paths from the repository root).
 	repo       map[string]string
@@ -68,18 +69,23 @@ func (f *fakeFetcher) IsAncestor(_ context.Context, _ source.Repo, a, b string) 
 	return a < b, nil
 }
 
-func (f *fakeFetcher) Head(context.Context, source.Repo, string) (string, error) {
-	if f.head == "" {
-		return "", fmt.Errorf("ls-remote: %w", syscall.ECONNREFUSED)
-	}
-	return f.head, nil
-}
-
 func (f *fakeFetcher) Changed(_ context.Context, _ source.Repo, from, to string) ([]string, error) {
 	if f.changed != nil {
 		return f.changed(from, to), nil
 	}
 	return nil, nil
+}
+
+// Head answers that every ref points at head ("head" when unset; ancestor decides what it
+// contains), or headErr.
+func (f *fakeFetcher) Head(context.Context, source.Repo, string) (string, error) {
+	if f.headErr != nil {
+		return "", f.headErr
+	}
+	if f.head == "" {
+		return "head", nil
+	}
+	return f.head, nil
 }
 
 type fakeApplier struct {
@@ -281,6 +287,7 @@ func TestNewerQueuedCommitWins(t *testing.T) {
 	// A manual resync is never skipped.
 	m := job("api", "unrelated", now)
 	m.Trigger, m.ID = queue.TriggerManual, "manual"
+	w.fetch.ancestor = func(a, b string) bool { return b == "head" }
 	if err := w.s.Handle(t.Context(), m, queue.Delivery{Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}

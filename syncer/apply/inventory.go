@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -108,6 +109,36 @@ func (inv *inventory) clone() *inventory {
 	return c
 }
 
+// distrust says why cm cannot be the inventory ferry wrote for app, or "" if it can. An inventory
+// decides what ferry prunes and which unlabelled objects it repairs as its own, so it is trusted
+// only as ferry writes it: labelled as app's inventory and not as an app's object, and written
+// with create and update requests by ferry's field manager, never server-side applied. Objects an
+// app declares are server-side applied (by the same field manager) and carry the app label.
+func (e *Engine) distrust(cm *corev1.ConfigMap, app string) string {
+	labels := cm.GetLabels()
+	switch {
+	case labels[LabelManagedBy] != ManagedByValue:
+		return fmt.Sprintf("it lacks the label %s=%s", LabelManagedBy, ManagedByValue)
+	case labels[LabelInventory] != app:
+		return fmt.Sprintf("it lacks the label %s=%s", LabelInventory, app)
+	case labels[LabelApp] != "":
+		return fmt.Sprintf("it is an object of app %s (label %s)", labels[LabelApp], LabelApp)
+	}
+	written := false
+	for _, mf := range cm.GetManagedFields() {
+		switch {
+		case mf.Operation == metav1.ManagedFieldsOperationApply:
+			return fmt.Sprintf("field manager %s server-side applied it", mf.Manager)
+		case mf.Manager == e.opts.FieldManager && mf.Operation == metav1.ManagedFieldsOperationUpdate:
+			written = true
+		}
+	}
+	if !written {
+		return "field manager " + e.opts.FieldManager + " did not write it"
+	}
+	return ""
+}
+
 // readInventory fetches the app's inventory: one GET. A missing inventory is an empty one.
 func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, error) {
 	inv := &inventory{entries: map[string]*entry{}}
@@ -117,6 +148,10 @@ func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, err
 	}
 	if err != nil {
 		return nil, objectError(StageInventory, "ConfigMap "+e.opts.InventoryNamespace+"/"+inventoryName(app), "", err)
+	}
+	if why := e.distrust(cm, app); why != "" {
+		return nil, &Error{Stage: StageInventory, Object: "ConfigMap " + e.opts.InventoryNamespace + "/" + inventoryName(app),
+			Message: fmt.Sprintf("not trusted as the inventory of app %s: %s; ferry did not write it (delete it, and the next sync writes a new one)", app, why)}
 	}
 	inv.resourceVersion = cm.ResourceVersion
 	inv.revision = cm.Data[revisionKey]
@@ -142,9 +177,6 @@ func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, err
 	return inv, nil
 }
 
-// writeInventory stores inv, creating the ConfigMap (and the inventory namespace) if needed. The
-// update carries the resourceVersion read, so two writers cannot silently overwrite each other: the
-// loser gets a conflict, which IsTransient classifies as retryable.
 // ensureInventoryNamespace creates the namespace holding inventories unless it exists.
 func (e *Engine) ensureInventoryNamespace(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.opts.InventoryNamespace,
@@ -156,21 +188,35 @@ func (e *Engine) ensureInventoryNamespace(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory) error {
+// encode is the inventory's stored form: its entries as gzipped JSON, in ID order.
+func (inv *inventory) encode() ([]byte, error) {
 	data, err := json.Marshal(inv.sorted())
 	if err != nil {
-		return fmt.Errorf("encode inventory: %w", err)
+		return nil, fmt.Errorf("encode inventory: %w", err)
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if _, err := zw.Write(data); err != nil {
-		return fmt.Errorf("compress inventory: %w", err)
+		return nil, fmt.Errorf("compress inventory: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return fmt.Errorf("compress inventory: %w", err)
+		return nil, fmt.Errorf("compress inventory: %w", err)
 	}
-	if buf.Len() > maxInventoryBytes {
-		return &Error{Stage: StageInventory, Object: "app " + app, Message: fmt.Sprintf("inventory of %d objects is too large (%d bytes compressed)", len(inv.entries), buf.Len())}
+	return buf.Bytes(), nil
+}
+
+// writeInventory stores inv, creating the ConfigMap (and the inventory namespace) if needed. The
+// update carries the resourceVersion read, so two writers cannot silently overwrite each other: the
+// loser gets a conflict, which IsTransient classifies as retryable. It writes with create and update
+// requests, never with server-side apply: that is how readInventory tells ferry's inventories from
+// objects an app applied.
+func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory) error {
+	raw, err := inv.encode()
+	if err != nil {
+		return err
+	}
+	if len(raw) > maxInventoryBytes {
+		return &Error{Stage: StageInventory, Object: "app " + app, Message: fmt.Sprintf("inventory of %d objects is too large (%d bytes compressed)", len(inv.entries), len(raw))}
 	}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
@@ -180,7 +226,7 @@ func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory)
 			Labels:          map[string]string{LabelManagedBy: ManagedByValue, LabelInventory: app},
 		},
 		Data:       map[string]string{revisionKey: inv.revision},
-		BinaryData: map[string][]byte{inventoryKey: buf.Bytes()},
+		BinaryData: map[string][]byte{inventoryKey: raw},
 	}
 	name := "ConfigMap " + e.opts.InventoryNamespace + "/" + inventoryName(app)
 	cms := e.core.ConfigMaps(e.opts.InventoryNamespace)
@@ -209,4 +255,22 @@ func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory)
 	}
 	inv.resourceVersion = out.ResourceVersion
 	return nil
+}
+
+// checkNotInventory refuses an object an app declares in the inventory namespace that is named or
+// labelled like an inventory: applied, it could pass for another app's inventory (or be taken for
+// one by people), telling ferry to prune or take over objects. obj has its final namespace.
+func (e *Engine) checkNotInventory(obj *unstructured.Unstructured, file string) error {
+	if obj.GetNamespace() != e.opts.InventoryNamespace {
+		return nil
+	}
+	_, labelled := obj.GetLabels()[LabelInventory]
+	if !labelled && !strings.HasPrefix(obj.GetName(), InventoryPrefix) {
+		return nil
+	}
+	gvk := obj.GroupVersionKind()
+	return &Error{Stage: StagePrepare, File: file,
+		Object: ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}.String(),
+		Message: fmt.Sprintf("namespace %s holds ferry's inventories: an app may not declare objects there named %s… or labelled %s",
+			e.opts.InventoryNamespace, InventoryPrefix, LabelInventory)}
 }

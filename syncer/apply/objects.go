@@ -197,6 +197,10 @@ func (e *Engine) prepare(_ context.Context, app App, objs []render.Object) ([]*d
 		} else {
 			obj.SetNamespace("")
 		}
+		if err := e.checkNotInventory(obj, o.File); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		labels := obj.GetLabels()
 		if labels == nil {
 			labels = map[string]string{}

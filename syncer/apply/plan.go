@@ -63,9 +63,10 @@ func (p *Plan) Summary() string {
 }
 
 // Plan dry-runs objs for app against the cluster and compares the result with the live objects.
-// It writes nothing: every apply is a dryRun=All request, and the inventory is only read. An
-// object the apiserver rejects, or one that another owner holds, makes the plan fail with an
-// *Error or a *ConflictError naming it.
+// It writes nothing: every request is a dryRun=All one, and the inventory is only read. An
+// object the apiserver rejects makes the plan fail with an *Error naming it. Objects the app does
+// not own are planned as created whether they exist or not (see planNew): the plan tells nothing
+// about objects outside the app, and conflicts with them surface when the commit is deployed.
 func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan, error) {
 	if err := validateApp(app); err != nil {
 		return nil, err
@@ -84,7 +85,7 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 		errs    []error
 	)
 	e.parallel(len(want), func(i int) {
-		entry, err := e.planOne(ctx, app, want[i])
+		entry, err := e.planOne(ctx, app, inv, want[i])
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -125,7 +126,9 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 	return p, nil
 }
 
-func (e *Engine) planOne(ctx context.Context, app App, d *desired) (PlanEntry, error) {
+// planOne plans one object. Only an object the app owns is compared with its live state; any
+// other one is planned as new, whether it exists or not (see planNew).
+func (e *Engine) planOne(ctx context.Context, app App, inv *inventory, d *desired) (PlanEntry, error) {
 	entry := PlanEntry{ID: d.id, File: d.file}
 	res := e.dyn.Resource(d.m.gvr).Namespace(d.id.Namespace)
 	live, err := res.Get(ctx, d.id.Name, metav1.GetOptions{})
@@ -139,18 +142,12 @@ func (e *Engine) planOne(ctx context.Context, app App, d *desired) (PlanEntry, e
 	case err != nil:
 		return entry, objectError(StagePlan, d.id.String(), d.file, err)
 	}
-	if live != nil {
-		if owner := live.GetLabels()[LabelApp]; owner != app.Name {
-			return entry, &ConflictError{Object: d.id.String(), File: d.file, App: app.Name, Owner: owner}
-		}
+	if live == nil || !owned(app, inv, d, live) {
+		return e.planNew(ctx, d, entry)
 	}
 	dry, err := res.Apply(ctx, d.id.Name, d.obj, metav1.ApplyOptions{FieldManager: e.opts.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		return entry, objectError(StagePlan, d.id.String(), d.file, err)
-	}
-	if live == nil {
-		entry.Action = PlanCreate
-		return entry, nil
 	}
 	fields, err := fieldChanges(live, dry, d.id.Kind == "Secret" && d.id.Group == "")
 	if err != nil {
@@ -160,6 +157,34 @@ func (e *Engine) planOne(ctx context.Context, app App, d *desired) (PlanEntry, e
 	if len(fields) > 0 {
 		entry.Action = PlanChange
 	}
+	return entry, nil
+}
+
+// owned reports whether live is app's to change, as Sync decides it: it carries the app's label,
+// or it is the very object (same UID) the app's inventory recorded creating.
+func owned(app App, inv *inventory, d *desired, live *unstructured.Unstructured) bool {
+	if live.GetLabels()[LabelApp] == app.Name {
+		return true
+	}
+	en, ok := inv.entries[d.id.key()]
+	return ok && en.UID != "" && en.UID == string(live.GetUID())
+}
+
+// planNew plans an object the app does not own: absent, someone else's, or another app's. A plan
+// is shown to whoever opened the pull request, who may name any object in the cluster, so its
+// answer must not depend on whether such an object exists. It is a dry-run create, which the
+// apiserver runs through admission, defaulting and validation before it looks for an existing
+// object: every answer up to that point is the same for an absent and an existing object, and the
+// final "already exists" is taken as success. The object is planned as created either way; the
+// deploy itself still refuses to write an object the app does not own (ConflictError).
+func (e *Engine) planNew(ctx context.Context, d *desired, entry PlanEntry) (PlanEntry, error) {
+	res := e.dyn.Resource(d.m.gvr).Namespace(d.id.Namespace)
+	_, err := res.Create(ctx, d.obj, metav1.CreateOptions{FieldManager: e.opts.FieldManager, DryRun: []string{metav1.DryRunAll},
+		FieldValidation: metav1.FieldValidationStrict})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return entry, objectError(StagePlan, d.id.String(), d.file, err)
+	}
+	entry.Action = PlanCreate
 	return entry, nil
 }
 
