@@ -86,8 +86,9 @@ type crdInfo struct {
 	versions   []string
 }
 
-// admissionKinds are the kinds of the last stage: they intercept or serve requests through
-// Services that the stage before creates.
+// admissionKinds are the kinds of the last stage. They act on requests for other objects:
+// webhooks and API services through Services and Deployments that the stage before creates, which
+// are not serving yet; policies by rules that would judge the objects they are installed with.
 var admissionKinds = map[schema.GroupKind]bool{
 	{Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}:     true,
 	{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}:   true,
