@@ -87,7 +87,9 @@ type Engine struct {
 	meta   metadata.Interface
 	core   corev1client.CoreV1Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
-	log    *slog.Logger
+	// builtin decides which kinds are custom, and so applied after the CRDs.
+	builtin builtinKinds
+	log     *slog.Logger
 	// inventoryNamespaceSeen is set once the inventory namespace is known to exist.
 	inventoryNamespaceSeen atomic.Bool
 }
@@ -136,12 +138,13 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("apply: discovery client: %w", err)
 	}
 	return &Engine{
-		opts:   opts,
-		dyn:    dyn,
-		meta:   mc,
-		core:   core,
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
-		log:    log,
+		opts:    opts,
+		dyn:     dyn,
+		meta:    mc,
+		core:    core,
+		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		builtin: newBuiltinKinds(),
+		log:     log,
 	}, nil
 }
 

@@ -59,25 +59,3 @@ func TestErrorMessage(t *testing.T) {
 		t.Error("the apiserver error is not reachable through Unwrap")
 	}
 }
-
-func TestStageOf(t *testing.T) {
-	tests := []struct {
-		gk         schema.GroupKind
-		namespaced bool
-		want       int
-	}{
-		{crdGK, false, stageCluster},
-		{schema.GroupKind{Kind: "Namespace"}, false, stageCluster},
-		{schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}, false, stageCluster},
-		{schema.GroupKind{Group: "storage.k8s.io", Kind: "StorageClass"}, false, stageCluster},
-		{schema.GroupKind{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}, false, stageRest},
-		{schema.GroupKind{Group: "example.com", Kind: "ClusterWidget"}, false, stageRest},
-		{schema.GroupKind{Group: "apps", Kind: "Deployment"}, true, stageRest},
-		{schema.GroupKind{Kind: "ConfigMap"}, true, stageRest},
-	}
-	for _, tt := range tests {
-		if got := stageOf(tt.gk, tt.namespaced); got != tt.want {
-			t.Errorf("stageOf(%v) = %d, want %d", tt.gk, got, tt.want)
-		}
-	}
-}

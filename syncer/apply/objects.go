@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/ferrygitops/ferry/syncer/render"
 )
@@ -25,12 +26,17 @@ const (
 	LabelApp       = "ferry.dev/app"
 )
 
-// Apply stages. Cluster-wide prerequisites (CRDs, Namespaces, RBAC, other built-in cluster-scoped
-// kinds) go first so that what follows can be admitted; everything else goes second.
+// Apply stages. Cluster-wide prerequisites (CRDs, Namespaces, RBAC and the other cluster-scoped
+// kinds the Kubernetes API serves itself) go first, so that what follows can be admitted. Then,
+// once the new CRDs are established, namespaced objects and every custom resource, whatever its
+// scope or group. Admission webhooks, admission policies and API services go last: they point at
+// Services and Deployments of the stage before, and a webhook whose server is not running yet
+// would reject the custom resources applied beside it.
 const (
-	stageCluster = 0
-	stageRest    = 1
-	numStages    = 2
+	stageCluster   = 0
+	stageRest      = 1
+	stageAdmission = 2
+	numStages      = 3
 )
 
 // ID identifies an object as the apiserver does for uniqueness: API group, kind, namespace, name.
@@ -68,6 +74,8 @@ type desired struct {
 	file  string
 	hash  string
 	stage int
+	// definedHere: a CRD among the objects being applied defines the kind.
+	definedHere bool
 }
 
 // crdInfo is what a CRD in the desired set says about the kind it defines, so that its custom
@@ -78,38 +86,54 @@ type crdInfo struct {
 	versions   []string
 }
 
-// lastStageKinds are built-in cluster-scoped kinds that must not go first: admission webhooks and
-// API services point at Services that the second stage creates, and would block it.
-var lastStageKinds = map[schema.GroupKind]bool{
+// admissionKinds are the kinds of the last stage. They act on requests for other objects:
+// webhooks and API services through Services and Deployments that the stage before creates, which
+// are not serving yet; policies by rules that would judge the objects they are installed with.
+var admissionKinds = map[schema.GroupKind]bool{
 	{Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}:     true,
 	{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}:   true,
 	{Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicy"}:        true,
 	{Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicyBinding"}: true,
 	{Group: "admissionregistration.k8s.io", Kind: "MutatingAdmissionPolicy"}:          true,
 	{Group: "admissionregistration.k8s.io", Kind: "MutatingAdmissionPolicyBinding"}:   true,
-	{Group: "apiregistration.k8s.io", Kind: "APIService"}:                             true,
+	apiServiceGK: true,
 }
 
-var crdGK = schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
+var (
+	crdGK        = schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
+	apiServiceGK = schema.GroupKind{Group: "apiregistration.k8s.io", Kind: "APIService"}
+	namespaceGK  = schema.GroupKind{Kind: "Namespace"}
+)
 
-// builtinGroup reports whether a group is served by kube-apiserver itself rather than by a CRD.
-func builtinGroup(g string) bool {
-	switch g {
-	case "", "apps", "batch", "autoscaling", "policy", "extensions":
-		return true
+// builtinKinds are the kinds the Kubernetes API serves itself, as opposed to kinds served by a CRD
+// or by an aggregated API server. A group name says nothing about it: gateway.networking.k8s.io
+// and snapshot.storage.k8s.io are served by CRDs, like any *.x-k8s.io group.
+type builtinKinds map[schema.GroupKind]bool
+
+// newBuiltinKinds lists the built-in kinds from client-go's scheme, which registers every kind of
+// every version of the Kubernetes API that this build of client-go knows, plus the two kinds of
+// kube-apiserver's extension servers that it leaves out (CRDs and APIServices).
+func newBuiltinKinds() builtinKinds {
+	out := builtinKinds{crdGK: true, apiServiceGK: true}
+	for gvk := range scheme.Scheme.AllKnownTypes() {
+		out[gvk.GroupKind()] = true
 	}
-	return strings.HasSuffix(g, ".k8s.io")
+	return out
 }
 
-// stageOf places a kind in an apply stage.
-func stageOf(gk schema.GroupKind, namespaced bool) int {
-	if gk == crdGK || (gk.Group == "" && gk.Kind == "Namespace") {
+// stageOf places a kind in an apply stage. definedHere says that a CRD among the objects being
+// applied defines the kind. Built-in cluster-scoped kinds go first; a custom kind, cluster-scoped
+// or not, goes after the CRDs are established, so that its first apply finds it served.
+func (b builtinKinds) stageOf(gk schema.GroupKind, namespaced, definedHere bool) int {
+	switch {
+	case gk == crdGK || gk == namespaceGK:
 		return stageCluster
+	case admissionKinds[gk]:
+		return stageAdmission
+	case definedHere || !b[gk] || namespaced:
+		return stageRest
 	}
-	if !namespaced && builtinGroup(gk.Group) && !lastStageKinds[gk] {
-		return stageCluster
-	}
-	return stageRest
+	return stageCluster
 }
 
 // resolver maps kinds to resources for one sync: first from the CRDs being applied, then from
@@ -176,6 +200,7 @@ func (e *Engine) prepare(_ context.Context, app App, objs []render.Object) ([]*d
 		obj := o.DeepCopy()
 		gvk := obj.GroupVersionKind()
 		name := ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}.String()
+		_, definedHere := r.crds[gvk.GroupKind()]
 		m, err := r.resolve(gvk)
 		if err != nil {
 			msg := err.Error()
@@ -214,11 +239,12 @@ func (e *Engine) prepare(_ context.Context, app App, objs []render.Object) ([]*d
 		}
 		unstructured.RemoveNestedField(obj.Object, "status")
 		d := &desired{
-			id:    ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()},
-			m:     m,
-			obj:   obj,
-			file:  o.File,
-			stage: stageOf(gvk.GroupKind(), m.namespaced),
+			id:          ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()},
+			m:           m,
+			obj:         obj,
+			file:        o.File,
+			stage:       e.builtin.stageOf(gvk.GroupKind(), m.namespaced, definedHere),
+			definedHere: definedHere,
 		}
 		if first, dup := seen[d.id.key()]; dup {
 			errs = append(errs, &Error{Stage: StagePrepare, Object: d.id.String(), File: o.File,

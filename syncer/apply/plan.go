@@ -10,8 +10,10 @@ import (
 
 	"github.com/wI2L/jsondiff"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ferrygitops/ferry/syncer/render"
 )
@@ -48,18 +50,27 @@ type PlanEntry struct {
 	Action PlanAction
 	// Fields lists the field-level changes of a PlanChange, Secret values masked.
 	Fields []FieldChange
+	// Unvalidated marks a PlanCreate of a custom resource whose CRD is new in the change: the
+	// cluster cannot dry-run a kind it does not serve yet, so the apiserver has not checked it.
+	Unvalidated bool
 }
 
 // Plan is what syncing an app at a commit would do, computed with server-side dry-runs: the
 // apiserver runs its defaulting, validation and admission, and nothing is written.
 type Plan struct {
 	Created, Changed, Unchanged, Pruned int
-	Entries                             []PlanEntry
+	// Unvalidated counts the created objects that could not be dry-run (see PlanEntry).
+	Unvalidated int
+	Entries     []PlanEntry
 }
 
 // Summary is the plan in one line, as a commit status says it.
 func (p *Plan) Summary() string {
-	return fmt.Sprintf("%d changed, %d created, %d pruned", p.Changed, p.Created, p.Pruned)
+	s := fmt.Sprintf("%d changed, %d created, %d pruned", p.Changed, p.Created, p.Pruned)
+	if p.Unvalidated > 0 {
+		s += fmt.Sprintf("; %d not validated (new CRDs)", p.Unvalidated)
+	}
+	return s
 }
 
 // Plan dry-runs objs for app against the cluster and compares the result with the live objects.
@@ -67,6 +78,8 @@ func (p *Plan) Summary() string {
 // object the apiserver rejects makes the plan fail with an *Error naming it. Objects the app does
 // not own are planned as created whether they exist or not (see planNew): the plan tells nothing
 // about objects outside the app, and conflicts with them surface when the commit is deployed.
+// Custom resources of a kind that only a CRD among objs defines cannot be dry-run: they are
+// planned as created and marked Unvalidated.
 func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan, error) {
 	if err := validateApp(app); err != nil {
 		return nil, err
@@ -79,13 +92,24 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 	if err != nil {
 		return nil, err
 	}
+	unserved, err := e.unserved(want)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		mu      sync.Mutex
 		entries = make([]PlanEntry, 0, len(want))
 		errs    []error
 	)
 	e.parallel(len(want), func(i int) {
-		entry, err := e.planOne(ctx, app, inv, want[i])
+		d := want[i]
+		if unserved[d.obj.GroupVersionKind()] {
+			mu.Lock()
+			defer mu.Unlock()
+			entries = append(entries, PlanEntry{ID: d.id, File: d.file, Action: PlanCreate, Unvalidated: true})
+			return
+		}
+		entry, err := e.planOne(ctx, app, inv, d)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -114,6 +138,9 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 		switch en.Action {
 		case PlanCreate:
 			p.Created++
+			if en.Unvalidated {
+				p.Unvalidated++
+			}
 		case PlanChange:
 			p.Changed++
 		case PlanUnchanged:
@@ -126,6 +153,35 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 	return p, nil
 }
 
+// unserved tells, for each kind of want that a CRD among the planned objects defines, whether the
+// cluster does not serve it yet (at the object's version). A kind missing from discovery resets
+// the discovery cache once, as its CRD may have been installed since the cache was filled.
+func (e *Engine) unserved(want []*desired) (map[schema.GroupVersionKind]bool, error) {
+	out := map[schema.GroupVersionKind]bool{}
+	reset := false
+	for _, d := range want {
+		gvk := d.obj.GroupVersionKind()
+		if _, seen := out[gvk]; seen || !d.definedHere {
+			continue
+		}
+		_, err := e.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(err) && !reset {
+			reset = true
+			e.mapper.Reset()
+			_, err = e.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		}
+		switch {
+		case err == nil:
+			out[gvk] = false
+		case meta.IsNoMatchError(err):
+			out[gvk] = true
+		default:
+			return nil, objectError(StagePlan, d.id.String(), d.file, err)
+		}
+	}
+	return out, nil
+}
+
 // planOne plans one object. Only an object the app owns is compared with its live state; any
 // other one is planned as new, whether it exists or not (see planNew).
 func (e *Engine) planOne(ctx context.Context, app App, inv *inventory, d *desired) (PlanEntry, error) {
@@ -135,10 +191,6 @@ func (e *Engine) planOne(ctx context.Context, app App, inv *inventory, d *desire
 	switch {
 	case apierrors.IsNotFound(err):
 		live = nil
-	case err != nil && strings.Contains(err.Error(), "the server could not find the requested resource"):
-		// The kind's CRD comes with this very change: the object is new by definition.
-		entry.Action = PlanCreate
-		return entry, nil
 	case err != nil:
 		return entry, objectError(StagePlan, d.id.String(), d.file, err)
 	}
@@ -247,7 +299,11 @@ func (p *Plan) Text() string {
 		if en.File != "" {
 			fmt.Fprintf(&b, "  (%s)", en.File)
 		}
-		fmt.Fprintf(&b, "  %s\n", en.Action)
+		fmt.Fprintf(&b, "  %s", en.Action)
+		if en.Unvalidated {
+			b.WriteString(" (not validated: its CRD is new in this change)")
+		}
+		b.WriteString("\n")
 		for _, f := range en.Fields {
 			switch f.Op {
 			case "add":

@@ -11,10 +11,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// Prune order: the reverse of apply. Namespaced and custom objects go first, then cluster-scoped
-// prerequisites, and Namespaces and CRDs last, since deleting them takes everything inside along.
+// Prune order: the reverse of apply. Admission webhooks, policies and API services go first, so
+// that none is left pointing at a deleted Service; then namespaced and custom objects, then
+// cluster-scoped prerequisites, and Namespaces and CRDs last, since deleting them takes everything
+// inside along.
 const (
-	pruneFirst = iota
+	pruneAdmission = iota
+	pruneFirst
 	pruneClusterScoped
 	pruneLast
 	numPruneGroups
@@ -22,6 +25,8 @@ const (
 
 func pruneGroup(en *entry) int {
 	switch {
+	case en.Stage == stageAdmission:
+		return pruneAdmission
 	case en.Stage == stageRest:
 		return pruneFirst
 	case (en.Group == "" && en.Kind == "Namespace") || (en.Group == crdGK.Group && en.Kind == crdGK.Kind):
