@@ -31,15 +31,14 @@ func consumeInBackground(t *testing.T, q *Queue, apps []string, h Handler, opts 
 	return cancel
 }
 
-// TestLongJobDeliveredOnce: a job running four times its ack wait, with a second replica idle
+// TestLongJobDeliveredOnce: a job running three times its ack wait, with a second replica idle
 // beside it, is delivered once and acknowledged: the heartbeats of the running worker keep
 // JetStream from handing it over.
 func TestLongJobDeliveredOnce(t *testing.T) {
 	e, nc, q := startQueue(t, t.TempDir())
 	t.Cleanup(func() { nc.Close(); e.Shutdown() })
 	opts := quietOptions()
-	opts.AckWait = time.Second
-	run := 4 * opts.AckWait
+	run := 3 * opts.AckWait
 	var mu sync.Mutex
 	var seen []Delivery
 	finished := make(chan struct{})
