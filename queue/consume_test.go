@@ -231,3 +231,108 @@ func TestPreviewsRunConcurrentlyBesideDeploys(t *testing.T) {
 		t.Errorf("at most %d previews ran at once, want %d", m, opts.PreviewConcurrency)
 	}
 }
+
+// TestShutdownKeepsRunningJobsAndHandsBackWaitingOnes: when a replica shuts down, the job it
+// runs goes on through the grace period, past the ack wait, without being handed to another
+// replica, while a job it held waiting for a slot is handed back at once and run elsewhere.
+func TestShutdownKeepsRunningJobsAndHandsBackWaitingOnes(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	opts := quietOptions()
+	opts.Workers = 1
+	opts.Grace = 10 * opts.AckWait
+	run := 2 * opts.AckWait
+
+	type delivery struct {
+		worker string
+		app    string
+		d      Delivery
+		at     time.Time
+	}
+	seen := make(chan delivery, 10)
+	finished := make(chan struct{})
+	handler := func(worker string) Handler {
+		return func(ctx context.Context, j Job, d Delivery) error {
+			seen <- delivery{worker, j.App, d, time.Now()}
+			if j.App != "long" {
+				return nil
+			}
+			select {
+			case <-time.After(run):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			close(finished)
+			return nil
+		}
+	}
+	ctxA, stopA := context.WithCancel(t.Context())
+	doneA := make(chan error, 1)
+	go func() { doneA <- q.Consume(ctxA, []string{"long", "waiting"}, handler("a"), opts) }()
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("long", "abc", "d-long")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-seen:
+		if got.app != "long" {
+			t.Fatalf("replica a first ran %s, want long", got.app)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("replica a never started the long job")
+	}
+	// The second job is delivered to replica a too, and waits there for its only slot.
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("waiting", "abc", "d-waiting")}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// The consumer may not exist yet: replica a makes its consumers one after another.
+		info, err := q.js.Consumer(t.Context(), StreamName, "deploy-waiting")
+		if err == nil && info.CachedInfo().NumAckPending == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica a never took the second job (%v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	consumeInBackground(t, q, []string{"long", "waiting"}, handler("b"), opts)
+	stopA()
+	stopped := time.Now()
+
+	select {
+	case got := <-seen:
+		// Attempt 2 or 3: JetStream may offer the handed-back job once more to replica a's
+		// subscription while it closes, which hands it back again without running it.
+		if got.worker != "b" || got.app != "waiting" || got.d.Attempt < 2 {
+			t.Fatalf("after replica a began shutting down, %s ran %s attempt %d; want b to run waiting, redelivered", got.worker, got.app, got.d.Attempt)
+		}
+		if took := got.at.Sub(stopped); took >= opts.AckWait {
+			t.Errorf("the waiting job reached replica b %s after shutdown began, want it handed back at once (ack wait %s)", took, opts.AckWait)
+		}
+	case <-time.After(3 * opts.AckWait):
+		t.Fatal("the job waiting for a slot was not handed back at shutdown")
+	}
+	select {
+	case <-finished:
+	case <-time.After(run + 10*time.Second):
+		t.Fatal("the long job did not finish during the grace period")
+	}
+	select {
+	case err := <-doneA:
+		if err != nil {
+			t.Fatalf("consume a: %v", err)
+		}
+	case <-time.After(opts.Grace):
+		t.Fatal("replica a did not stop once its running job was done")
+	}
+	time.Sleep(opts.AckWait + opts.AckWait/2) // a redelivery would come within an ack wait
+	select {
+	case got := <-seen:
+		t.Errorf("%s ran %s attempt %d after shutdown; the long job must run once", got.worker, got.app, got.d.Attempt)
+	default:
+	}
+	if n, err := q.Pending(t.Context()); err != nil || n != 0 {
+		t.Errorf("%d jobs left on the stream (%v), want both acknowledged", n, err)
+	}
+}
