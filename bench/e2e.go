@@ -43,7 +43,7 @@ type e2e struct {
 	logf    func(string, ...any)
 }
 
-// runE2E measures P5 idle and P2 on one control plane, then P6 on fresh ones, all with the
+// runE2E measures P5 idle and P2 on one control plane, then P6 on fresh ones and P7 on one, all with the
 // ferry binary, git over HTTP (git http-backend) and a fake GitHub status API.
 func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...any)) error {
 	if p.K8sBin == "" {
@@ -75,6 +75,11 @@ func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...a
 		if p.wants("P6") {
 			if err := e.restore(ctx, res); err != nil {
 				errs = append(errs, fmt.Errorf("P6: %w", err))
+			}
+		}
+		if p.wants("P7") {
+			if err := e.failover(ctx, res); err != nil {
+				errs = append(errs, fmt.Errorf("P7: %w", err))
 			}
 		}
 		return nil

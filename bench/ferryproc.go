@@ -62,8 +62,8 @@ apps:
 	return b.String()
 }
 
-// startFerry runs `ferry serve` with config and waits until /readyz answers 200.
-func startFerry(ctx context.Context, bin, dir, config, kubeconfig string) (*ferryProc, error) {
+// startFerry runs `ferry serve` with config and extra flags and waits until /readyz answers 200.
+func startFerry(ctx context.Context, bin, dir, config, kubeconfig string, extra ...string) (*ferryProc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("ferry dir: %w", err)
 	}
@@ -80,8 +80,8 @@ func startFerry(ctx context.Context, bin, dir, config, kubeconfig string) (*ferr
 	if err != nil {
 		return nil, fmt.Errorf("ferry log: %w", err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath, "--listen", addr, "--data-dir", filepath.Join(dir, "data"),
-		"--kubeconfig", kubeconfig, "--log-level", "info")
+	cmd := exec.Command(bin, append([]string{"serve", "--config", cfgPath, "--listen", addr, "--data-dir", filepath.Join(dir, "data"),
+		"--kubeconfig", kubeconfig, "--log-level", "info"}, extra...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "HOOK_SECRET=" + e2eHookSecret, "FORGE_TOKEN=" + statusToken}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -34,24 +34,26 @@ func main() {
 }
 
 // measures are the measure names -only accepts, in the order they run.
-var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6"}
+var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7"}
 
 // params is every knob of the harness; all are printed before the run and written to RESULTS.md.
 type params struct {
-	Only      []string
-	Reps      int
-	P3Reps    int
-	P1Reps    int
-	Out       string
-	Work      string
-	K8sBin    string
-	FerryBin  string
-	Keep      bool
-	MaxTotal  time.Duration
-	P1        p1Params
-	Sync      syncParams
-	E2E       e2eParams
-	childMode string
+	Only     []string
+	Reps     int
+	P3Reps   int
+	P1Reps   int
+	Out      string
+	Work     string
+	K8sBin   string
+	FerryBin string
+	// P7BaselineBin, when set, is an older ferry binary P7 also runs, as its baseline.
+	P7BaselineBin string
+	Keep          bool
+	MaxTotal      time.Duration
+	P1            p1Params
+	Sync          syncParams
+	E2E           e2eParams
+	childMode     string
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*params, error) {
@@ -66,6 +68,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.StringVar(&p.Work, "work", "", "scratch directory (default: a new temporary directory, removed afterwards)")
 	fs.StringVar(&p.K8sBin, "k8s-bin", getenv("FERRY_K8S_BIN"), "directory with etcd, kube-apiserver, kube-controller-manager and kubectl (FERRY_K8S_BIN)")
 	fs.StringVar(&p.FerryBin, "ferry-bin", "bin/ferry", "the ferry binary for P2, P5 idle and P6 (make build)")
+	fs.StringVar(&p.P7BaselineBin, "p7-baseline-bin", "", "P7: an older ferry binary (say, built before the short ack wait) to run side by side as the baseline")
 	fs.BoolVar(&p.Keep, "keep", false, "keep the scratch directory (logs, profiles, cluster state)")
 	fs.DurationVar(&p.MaxTotal, "max-total", 45*time.Minute, "upper bound on the whole run")
 
@@ -144,6 +147,7 @@ func (p *params) describe() []string {
 			p.Sync.Objects, p.Sync.Namespaces, p.Sync.Namespaces, p.Sync.BareWorkers, qpsString(p.Sync.FerryQPS), p.Sync.Timeout),
 		fmt.Sprintf("P2: %d pushes of a %d-object app; P5 idle: %d apps, RSS after %s; P6: %d apps in chains of %d; ferry binary %s; bound per wait %s",
 			p.E2E.Pushes, p.E2E.AppObjects, p.E2E.IdleApps, p.E2E.IdleWait, p.E2E.RestoreApps, p.E2E.ChainLen, p.FerryBin, p.E2E.Timeout),
+		fmt.Sprintf("P7: two ferry replicas on one NATS server (embedded in the bench, on 127.0.0.1), SIGKILL of the one running a sync; %d repetitions; baseline binary %s", p.Reps, dash(p.P7BaselineBin)),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}
 }
@@ -219,8 +223,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if (p.wants("P3") || p.wants("P4") || p.wants("P5")) && len(p.Sync.Variants) > 0 {
 		step("P3/P4/P5 sync", func() error { return runSync(ctx, p, res, logf) })
 	}
-	if p.wants("P2") || p.wants("P5") || p.wants("P6") {
-		step("P2/P5 idle/P6", func() error { return runE2E(ctx, p, res, logf) })
+	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P7") {
+		step("P2/P5 idle/P6/P7", func() error { return runE2E(ctx, p, res, logf) })
 	}
 	took := time.Since(began)
 	mach = append(mach, "load average at end: "+firstLine("/proc/loadavg")+" (the cores are shared with other work; see the spread in the log)")

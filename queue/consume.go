@@ -44,19 +44,41 @@ func (e *RetryError) Unwrap() error { return e.Err }
 // Retry marks err as transient: the job is delivered again after delay.
 func Retry(err error, delay time.Duration) error { return &RetryError{Err: err, Delay: delay} }
 
+// Defaults of ConsumeOptions: the one place ferry's worker settings are chosen.
+const (
+	// DefaultWorkers is how many deploys one replica runs at once.
+	DefaultWorkers = 4
+	// DefaultPreviewConcurrency is how many previews run at once across all replicas; each
+	// replica can run that many too, on slots of their own.
+	DefaultPreviewConcurrency = 4
+	// DefaultAckWait is how long a job may go without a heartbeat before JetStream hands it to
+	// another worker: the time a job held by a dead process (SIGKILL, OOM kill, lost node) waits
+	// before another replica takes it over. Heartbeats go out every quarter of it, so a healthy
+	// worker can miss three in a row (a busy machine, a NATS cluster electing a new consumer
+	// leader) before its job is handed over.
+	DefaultAckWait = 8 * time.Second
+	// DefaultGrace is how long running jobs may finish after shutdown began.
+	DefaultGrace = 60 * time.Second
+	// heartbeatsPerAckWait is how many heartbeats a running job sends per ack wait.
+	heartbeatsPerAckWait = 4
+)
+
 // ConsumeOptions tunes the worker pool.
 type ConsumeOptions struct {
-	// Workers bounds how many jobs this process runs at once, across all apps.
+	// Workers bounds how many deploys this process runs at once, across all apps.
 	Workers int
-	// AckWait is how long a job may go without a sign of life before JetStream redelivers it;
-	// running jobs send one every AckWait/3, so only a dead worker's job is redelivered.
+	// AckWait is how long a job may go without a sign of life before JetStream redelivers it.
+	// While a job waits for a slot and while it runs, this process sends one every
+	// AckWait/4, so only a job whose process died (or lost NATS for half of AckWait, after
+	// which the process gives the job up) is redelivered, within AckWait of the last sign.
 	AckWait time.Duration
 	// MaxDeliver bounds the deliveries of one job; the last one is told so.
 	MaxDeliver int
 	// Grace is how long in-flight jobs may run on after ctx is cancelled before they are
 	// cancelled too and handed back to the stream.
 	Grace time.Duration
-	// PreviewConcurrency is how many previews may run at once across all replicas.
+	// PreviewConcurrency is how many previews may run at once across all replicas. They run on
+	// slots of their own, apart from Workers: a deploy never waits behind previews.
 	PreviewConcurrency int
 	// Idle, when set, is called once this process's workers have had no job for IdleDelay
 	// after running some: a burst of syncs is over. ferry hands memory back to the OS there.
@@ -69,7 +91,8 @@ type ConsumeOptions struct {
 
 // DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
 func DefaultConsumeOptions() ConsumeOptions {
-	return ConsumeOptions{Workers: 4, AckWait: 30 * time.Second, MaxDeliver: DefaultMaxDeliver, Grace: 60 * time.Second, PreviewConcurrency: 4, Logger: slog.Default()}
+	return ConsumeOptions{Workers: DefaultWorkers, AckWait: DefaultAckWait, MaxDeliver: DefaultMaxDeliver, Grace: DefaultGrace,
+		PreviewConcurrency: DefaultPreviewConcurrency, Logger: slog.Default()}
 }
 
 // Consume runs jobs for apps until ctx is cancelled, then stops taking new ones and waits for
@@ -77,10 +100,15 @@ func DefaultConsumeOptions() ConsumeOptions {
 // unacknowledged job at a time, so an app never has two syncs at once, whichever worker or
 // replica holds the job. Previews write nothing and need no such order: one durable consumer
 // takes them for every app, PreviewConcurrency at a time, which keeps an idle server with many
-// apps at one consumer per app rather than two.
+// apps at one consumer per app rather than two. Deploys run on Workers slots and previews on
+// PreviewConcurrency slots of their own, so previews never hold up a deploy.
 func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts ConsumeOptions) error {
 	if opts.Workers < 1 {
 		opts.Workers = 1
+	}
+	opts.PreviewConcurrency = max(opts.PreviewConcurrency, 1)
+	if opts.AckWait <= 0 {
+		opts.AckWait = DefaultAckWait
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -102,16 +130,24 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	if err := q.dropPerAppPreviewConsumers(ctx); err != nil {
 		return err
 	}
-	configs := make([]jetstream.ConsumerConfig, 0, len(apps)+1)
-	for _, app := range apps {
-		configs = append(configs, q.consumerConfig(string(KindDeploy)+"-"+app, Subject(KindDeploy, app),
-			fmt.Sprintf("deploy jobs of app %s", app), 1, opts))
+	deploySlots := make(chan struct{}, opts.Workers)
+	// Every replica may hold all PreviewConcurrency previews the shared consumer lets out, so a
+	// preview this process receives always finds a slot at once.
+	previewSlots := make(chan struct{}, opts.PreviewConcurrency)
+	type source struct {
+		cfg   jetstream.ConsumerConfig
+		slots chan struct{}
 	}
-	configs = append(configs, q.consumerConfig(string(KindPreview), subjectPrefix+"."+string(KindPreview)+".>",
-		"preview jobs of every app", max(opts.PreviewConcurrency, 1), opts))
+	sources := make([]source, 0, len(apps)+1)
+	for _, app := range apps {
+		sources = append(sources, source{q.consumerConfig(string(KindDeploy)+"-"+app, Subject(KindDeploy, app),
+			fmt.Sprintf("deploy jobs of app %s", app), 1, opts), deploySlots})
+	}
+	sources = append(sources, source{q.consumerConfig(string(KindPreview), subjectPrefix+"."+string(KindPreview)+".>",
+		"preview jobs of every app", opts.PreviewConcurrency, opts), previewSlots})
 
-	slots := make(chan struct{}, opts.Workers)
 	opts.idle = newIdleWatch(opts.Idle, opts.IdleDelay)
+	// wg counts the pumps and the jobs they started: a pump is counted while it adds a job.
 	var wg sync.WaitGroup
 	var iters []jetstream.MessagesContext
 	stopAll := func() {
@@ -119,23 +155,21 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 			it.Stop()
 		}
 	}
-	for _, cfg := range configs {
-		cons, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, cfg)
+	for _, src := range sources {
+		// CreateOrUpdate: a consumer made by an older ferry with another ack wait or bound takes
+		// these settings.
+		cons, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, src.cfg)
 		if err != nil {
 			stopAll()
-			return fmt.Errorf("create consumer for %s: %w", cfg.Description, err)
+			return fmt.Errorf("create consumer for %s: %w", src.cfg.Description, err)
 		}
 		it, err := cons.Messages(jetstream.PullMaxMessages(1))
 		if err != nil {
 			stopAll()
-			return fmt.Errorf("consume %s: %w", cfg.Description, err)
+			return fmt.Errorf("consume %s: %w", src.cfg.Description, err)
 		}
 		iters = append(iters, it)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q.pump(ctx, work, it, slots, h, opts)
-		}()
+		wg.Go(func() { q.pump(ctx, work, it, src.slots, h, opts, &wg) })
 	}
 	<-ctx.Done()
 	for _, it := range iters {
@@ -184,8 +218,11 @@ func (q *Queue) dropPerAppPreviewConsumers(ctx context.Context) error {
 	return nil
 }
 
-// pump takes one consumer's messages and runs each in a worker slot.
-func (q *Queue) pump(ctx, work context.Context, it jetstream.MessagesContext, slots chan struct{}, h Handler, opts ConsumeOptions) {
+// pump takes one consumer's messages and starts each at once on a goroutine of its own, which
+// waits for a slot and runs it. The pump itself never waits for a job: it is always ready for
+// the consumer's next message, so no delivered message sits in the client unattended, without
+// heartbeats. The consumer's MaxAckPending bounds how many jobs one pump has started.
+func (q *Queue) pump(ctx, work context.Context, it jetstream.MessagesContext, slots chan struct{}, h Handler, opts ConsumeOptions, wg *sync.WaitGroup) {
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -200,9 +237,15 @@ func (q *Queue) pump(ctx, work context.Context, it jetstream.MessagesContext, sl
 			}
 			continue
 		}
-		q.run(ctx, work, msg, slots, h, opts)
+		// The job runs on a goroutine of its own, which also keeps a sync's grown stack away
+		// from this long-lived pump.
+		wg.Go(func() { q.run(ctx, work, msg, slots, h, opts) })
 	}
 }
+
+// errLeaseLost ends a job this process could not keep alive: NATS went unreachable long enough
+// that JetStream may have handed the job to another worker.
+var errLeaseLost = errors.New("no heartbeat reached NATS for half the ack wait: the job may be another worker's now")
 
 // run handles one message: keeps it alive while it waits for a slot and while it runs, then
 // acknowledges, retries or terminates it as the handler says.
@@ -220,30 +263,37 @@ func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan str
 		d.Attempt = int(md.NumDelivered)
 	}
 	d.Last = opts.MaxDeliver > 0 && d.Attempt >= opts.MaxDeliver
+	if ctx.Err() != nil {
+		// Shutting down before the job started: hand it straight back to the stream.
+		_ = msg.Nak()
+		return
+	}
 
-	alive, stopAlive := context.WithCancel(work)
-	defer stopAlive()
-	go keepAlive(alive, msg, opts.AckWait/3)
+	alive, stopAlive := context.WithCancelCause(work)
+	defer stopAlive(nil)
+	go q.keepAlive(alive, msg, opts.AckWait, stopAlive)
 
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
-		// Shutting down before the job started: hand it straight back to the stream.
 		_ = msg.Nak()
+		return
+	case <-alive.Done():
+		log.Warn("queue: job given up before it started", "err", context.Cause(alive))
 		return
 	}
 	defer func() { <-slots }()
 	opts.idle.begin()
 	defer opts.idle.end()
 
-	// The job runs on a goroutine of its own: a sync grows its stack to tens of kilobytes, which
-	// would otherwise stay with this consumer's long-lived pump once the job is done.
-	errc := make(chan error, 1)
-	go func() { errc <- h(work, job, d) }()
-	err := <-errc
-	stopAlive()
+	err := h(alive, job, d)
+	lost := errors.Is(context.Cause(alive), errLeaseLost)
+	stopAlive(nil)
 	var retry *RetryError
 	switch {
+	case lost:
+		// Whatever this process says now could undo what another worker does with the job.
+		log.Warn("queue: job given up: NATS unreachable", "err", errLeaseLost)
 	case err == nil:
 		if aerr := msg.DoubleAck(context.WithoutCancel(work)); aerr != nil {
 			log.Warn("queue: ack", "err", aerr)
@@ -261,18 +311,24 @@ func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan str
 	}
 }
 
-func keepAlive(ctx context.Context, msg jetstream.Msg, every time.Duration) {
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	t := time.NewTicker(every)
+// keepAlive tells JetStream that msg's job is in progress every ackWait/4 until ctx ends. When
+// no heartbeat could be sent for half of ackWait (the connection is down), JetStream may hand
+// the job to another worker a heartbeat later: keepAlive gives the job up first, through lost.
+func (q *Queue) keepAlive(ctx context.Context, msg jetstream.Msg, ackWait time.Duration, lost context.CancelCauseFunc) {
+	t := time.NewTicker(ackWait / heartbeatsPerAckWait)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			_ = msg.InProgress()
+		case now := <-t.C:
+			if q.nc.IsConnected() && msg.InProgress() == nil {
+				last = now
+			} else if now.Sub(last) >= ackWait/2 {
+				lost(errLeaseLost)
+				return
+			}
 		}
 	}
 }

@@ -299,7 +299,7 @@ func TestPreviewsShareOneBoundedConsumer(t *testing.T) {
 		}
 		return nil
 	}
-	// Two replicas with 4 workers each: 8 slots, but previews are bounded across both.
+	// Two replicas with 3 preview slots each: 6 slots, but previews are bounded across both.
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
