@@ -1,10 +1,14 @@
 package main
 
 import (
+	"net"
+	"strconv"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -108,7 +112,7 @@ func (e *e2e) failoverOnce(ctx context.Context, cl *cluster.Cluster, bin, name s
 	if err != nil {
 		return t, err
 	}
-	nats, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: filepath.Join(dir, "nats"), Listen: addr})
+	nats, err := startSharedNATS(filepath.Join(dir, "nats"), addr)
 	if err != nil {
 		return t, err
 	}
@@ -269,4 +273,27 @@ func poll(ctx context.Context, fn func() error) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// startSharedNATS runs a JetStream server on addr (127.0.0.1:port) that several ferry processes
+// share, as an external NATS would be: ferry's embedded server opens no port.
+func startSharedNATS(dir, addr string) (*natsserver.Server, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := natsserver.NewServer(&natsserver.Options{ServerName: "bench", Host: host, Port: port, JetStream: true, StoreDir: dir, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("nats on %s not ready after 30s", addr)
+	}
+	return srv, nil
 }
