@@ -175,10 +175,10 @@ func (r *run) fail(ctx context.Context, cause error) error {
 }
 
 // retryOrFail retries transient errors within their budget and fails the sync otherwise. A
-// shutdown that cut the run short hands the job back without counting it as a failure.
+// run cut short (shutdown, or the queue took the job back) hands it back without counting a failure.
 func (r *run) retryOrFail(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		r.rec.Message = "interrupted by shutdown; another worker takes it over"
+		r.rec.Message = "interrupted (shutdown, or this worker lost NATS); handed back to the queue"
 		return r.retry(ctx, err, 0)
 	}
 	r.rec.Failures++
