@@ -40,31 +40,6 @@ type giteaPush struct {
 	TotalCommits int           `json:"total_commits"`
 }
 
-// scanGiteaPush reads a push payload with jsonScanner, the hot path's reader. A member named
-// twice keeps its last value, as decodePayload does.
-func scanGiteaPush(body []byte) (giteaPush, error) {
-	var p giteaPush
-	s := jsonScanner{b: body}
-	err := s.document(func(name []byte) (err error) {
-		switch string(name) {
-		case "ref":
-			p.Ref, err = s.str()
-		case "before":
-			p.Before, err = s.str()
-		case "after":
-			p.After, err = s.str()
-		case "total_commits":
-			p.TotalCommits, err = s.integer()
-		case "commits":
-			p.Commits, err = s.commits()
-		default:
-			err = s.skip()
-		}
-		return err
-	})
-	return p, err
-}
-
 // giteaBranch is a pull request's head or base.
 type giteaBranch struct {
 	Ref string `json:"ref"`
@@ -106,8 +81,8 @@ func (giteaProvider) parse(h http.Header, body []byte) (Event, error) {
 }
 
 func giteaParsePush(id string, body []byte) (Event, error) {
-	p, err := scanGiteaPush(body)
-	if err != nil {
+	var p giteaPush
+	if err := decodePayload(body, &p); err != nil {
 		return Event{}, fmt.Errorf("gitea push payload: %w: %w", ErrPayload, err)
 	}
 	if p.Ref == "" || p.After == "" {

@@ -55,10 +55,10 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 		return Event{}, err
 	}
 	if name == "push" {
-		// Pushes are the hot path: read only the fields ferry needs, not the whole document
-		// into go-github's types (most of a push payload is repository and user detail).
-		p, err := scanGitHubPush(payload)
-		if err != nil {
+		// Read only the fields ferry needs, not the whole document into go-github's types
+		// (most of a push payload is repository and user detail).
+		var p githubPushPayload
+		if err := decodePayload(payload, &p); err != nil {
 			return Event{}, fmt.Errorf("github push payload: %w: %w", ErrPayload, err)
 		}
 		return githubPush(id, &p)
@@ -122,38 +122,6 @@ type pushCommit struct {
 	Added    []string `json:"added"`
 	Removed  []string `json:"removed"`
 	Modified []string `json:"modified"`
-}
-
-// scanGitHubPush reads a push payload with jsonScanner. A member named twice keeps its last
-// value, as decodePayload does.
-func scanGitHubPush(body []byte) (githubPushPayload, error) {
-	var p githubPushPayload
-	s := jsonScanner{b: body}
-	err := s.document(func(name []byte) (err error) {
-		switch string(name) {
-		case "ref":
-			p.Ref, err = s.str()
-		case "before":
-			p.Before, err = s.str()
-		case "after":
-			p.After = nil
-			if !s.null() {
-				var after string
-				after, err = s.str()
-				p.After = &after
-			}
-		case "deleted":
-			p.Deleted, err = s.boolean()
-		case "forced":
-			p.Forced, err = s.boolean()
-		case "commits":
-			p.Commits, err = s.commits()
-		default:
-			err = s.skip()
-		}
-		return err
-	})
-	return p, err
 }
 
 func githubPush(id string, e *githubPushPayload) (Event, error) {
