@@ -107,7 +107,7 @@ func verifyStandardWebhook(h http.Header, body, secret []byte, now time.Time) er
 // parse reads Push Hook and Merge Request Hook deliveries; every other event is acknowledged
 // and ignored (tag pushes included: ferry deploys branches).
 func (gitlabProvider) parse(h http.Header, body []byte) (Event, error) {
-	id, err := deliveryID(h, gitlabIdempotencyKey, gitlabEventUUIDHeader, webhookIDHeader)
+	id, err := gitlabDeliveryID(h)
 	if err != nil {
 		return Event{}, err
 	}
@@ -133,6 +133,18 @@ func (gitlabProvider) parse(h http.Header, body []byte) (Event, error) {
 	default:
 		return Event{}, fmt.Errorf("gitlab %s payload parsed as %T: %w", name, parsed, ErrPayload)
 	}
+}
+
+// gitlabDeliveryID is the id a delivery is de-duplicated by. A delivery signed with a signing
+// token reaches parse only once verify has checked webhook-signature over webhook-id, and only
+// that id is bound to the body: Idempotency-Key and X-Gitlab-Event-UUID are unsigned, so a
+// captured delivery replayed with new ones would otherwise become a new job. With a secret
+// token nothing is signed and GitLab's own idempotency headers come first.
+func gitlabDeliveryID(h http.Header) (string, error) {
+	if h.Get(webhookSignatureHeader) != "" {
+		return deliveryID(h, webhookIDHeader)
+	}
+	return deliveryID(h, gitlabIdempotencyKey, gitlabEventUUIDHeader, webhookIDHeader)
 }
 
 func gitlabPush(id string, e *gitlab.PushEvent) (Event, error) {
