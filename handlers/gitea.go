@@ -24,11 +24,23 @@ type giteaProvider struct{}
 var _ provider = giteaProvider{}
 
 func (giteaProvider) verify(h http.Header, body, secret []byte, _ time.Time) error {
-	name := giteaSignatureHeader
-	if h.Get(name) == "" && h.Get(forgejoSignatureHeader) != "" {
-		name = forgejoSignatureHeader
-	}
+	name := giteaSignatureName(h)
 	return verifyHexMAC(name, h.Get(name), body, secret)
+}
+
+// precheck refuses a delivery without a well-formed signature header before its body is read.
+func (giteaProvider) precheck(h http.Header, secret []byte, _ time.Time) error {
+	name := giteaSignatureName(h)
+	_, err := hexMAC(name, h.Get(name), secret)
+	return err
+}
+
+// giteaSignatureName is the signature header a delivery carries: Gitea's, else Forgejo's.
+func giteaSignatureName(h http.Header) string {
+	if h.Get(giteaSignatureHeader) == "" && h.Get(forgejoSignatureHeader) != "" {
+		return forgejoSignatureHeader
+	}
+	return giteaSignatureHeader
 }
 
 // giteaPush is the part of a Gitea push payload ferry reads.

@@ -29,11 +29,30 @@ var _ provider = githubProvider{}
 // verify checks X-Hub-Signature-256 over the raw body, form-encoded or JSON alike: GitHub signs
 // the bytes it sends, before any decoding.
 func (githubProvider) verify(h http.Header, body, secret []byte, _ time.Time) error {
+	sig, err := githubSignature(h)
+	if err != nil {
+		return err
+	}
+	return verifyHexMAC(githubSignatureHeader, sig, body, secret)
+}
+
+// precheck refuses a delivery without a well-formed X-Hub-Signature-256 before its body is read.
+func (githubProvider) precheck(h http.Header, secret []byte, _ time.Time) error {
+	sig, err := githubSignature(h)
+	if err != nil {
+		return err
+	}
+	_, err = hexMAC(githubSignatureHeader, sig, secret)
+	return err
+}
+
+// githubSignature is X-Hub-Signature-256 without its sha256= prefix.
+func githubSignature(h http.Header) (string, error) {
 	sig := h.Get(githubSignatureHeader)
 	if sig != "" && !strings.HasPrefix(sig, githubSignaturePrefix) {
-		return fmt.Errorf("%s header lacks the %s prefix: %w", githubSignatureHeader, githubSignaturePrefix, ErrSignature)
+		return "", fmt.Errorf("%s header lacks the %s prefix: %w", githubSignatureHeader, githubSignaturePrefix, ErrSignature)
 	}
-	return verifyHexMAC(githubSignatureHeader, strings.TrimPrefix(sig, githubSignaturePrefix), body, secret)
+	return strings.TrimPrefix(sig, githubSignaturePrefix), nil
 }
 
 // parse reads ping, push and pull_request deliveries; every other event is acknowledged and ignored.

@@ -131,7 +131,7 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var body resyncRequest
-	data, err := readBody(w, req, MaxResyncBody)
+	data, err := readBody(w, req, MaxResyncBody, nil)
 	if err != nil {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body is too large"})
 		return
