@@ -79,7 +79,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.StringVar(&p.P1.Payload, "p1-payload", "handlers/testdata/github/push.json", "P1: the signed push payload")
 
 	fs.IntVar(&p.P11.Clients, "p11-clients", 48, "P11: concurrent senders of unauthenticated bodies")
-	fs.IntVar(&p.P11.Bodies, "p11-bodies", 48*8, "P11: unauthenticated bodies sent in all")
+	fs.IntVar(&p.P11.Bodies, "p11-bodies", 48*200, "P11: unauthenticated bodies sent at most (the flood ends earlier at -p11-duration)")
 	fs.IntVar(&p.P11.BodyBytes, "p11-body-bytes", handlers.MaxBodyBytes, "P11: size of each unauthenticated body")
 	fs.DurationVar(&p.P11.Duration, "p11-duration", 20*time.Second, "P11: time bound of the flood")
 	fs.DurationVar(&p.P11.HookEvery, "p11-hook-every", 50*time.Millisecond, "P11: pace of the genuine hooks")
@@ -101,7 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.IntVar(&p.E2E.ChainLen, "p6-chain", 5, "P6: length of each dependsOn chain")
 	fs.DurationVar(&p.E2E.Timeout, "e2e-timeout", 3*time.Minute, "P2/P6: bound of each wait for statuses")
 
-	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync)")
+	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync, flood)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (p *params) describe() []string {
 			p.Sync.Objects, p.Sync.Namespaces, p.Sync.Namespaces, p.Sync.BareWorkers, qpsString(p.Sync.FerryQPS), p.Sync.Timeout),
 		fmt.Sprintf("P2: %d pushes of a %d-object app; P5 idle: %d apps, RSS after %s; P6: %d apps in chains of %d; ferry binary %s; bound per wait %s",
 			p.E2E.Pushes, p.E2E.AppObjects, p.E2E.IdleApps, p.E2E.IdleWait, p.E2E.RestoreApps, p.E2E.ChainLen, p.FerryBin, p.E2E.Timeout),
-		fmt.Sprintf("P11: ferry binary %s, its cluster unreachable; %d clients post %d bodies of %d bytes (even ones unsigned, odd ones with a wrong signature) for at most %s; a genuine signed push every %s, 50 before the flood as the baseline; VmRSS sampled every %s",
+		fmt.Sprintf("P11: ferry binary %s, its cluster unreachable; %d clients post %d bodies of %d bytes (even ones unsigned, odd ones with a wrong signature) for at most %s from a child process at nice 19; a genuine signed push every %s, 50 before the flood as the baseline; VmRSS sampled every %s",
 			p.FerryBin, p.P11.Clients, p.P11.Bodies, p.P11.BodyBytes, p.P11.Duration, p.P11.HookEvery, p11Sample),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}
@@ -181,7 +181,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if p.childMode != "" {
+	switch p.childMode {
+	case "":
+	case "flood":
+		return runFloodChild(ctx, fsArgs(args), stdout)
+	default:
 		return runChild(ctx, p.childMode, fsArgs(args), stdout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.MaxTotal)
