@@ -63,7 +63,8 @@ func (r *reservation) release() {
 	r.all, r.large = 0, 0
 }
 
-// held reports the bytes reserved in all and by large bodies, for tests and logs.
+// held reports the bytes reserved in all and by bodies over SmallBodyBytes, for the log line
+// of a delivery refused for want of budget.
 func (b *unverifiedBudget) held() (all, large int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

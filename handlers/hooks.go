@@ -299,7 +299,9 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // busy answers a delivery that does not fit in MaxUnverifiedBytes: 503, to be redelivered.
 // The connection is closed rather than drained, so the unread body costs nothing more.
 func (h *Hooks) busy(w http.ResponseWriter, log func(slog.Level, string, int, ...slog.Attr)) {
-	log(slog.LevelWarn, "unverified bodies over budget", http.StatusServiceUnavailable)
+	all, large := h.budget.held()
+	log(slog.LevelWarn, "unverified bodies over budget", http.StatusServiceUnavailable,
+		slog.Int64("unverified_bytes", all), slog.Int64("unverified_large_bytes", large))
 	w.Header().Set("Retry-After", strconv.Itoa(BusyRetryAfter))
 	w.Header().Set("Connection", "close")
 	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many webhook bodies in flight; redeliver later"})
