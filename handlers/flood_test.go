@@ -5,13 +5,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime/metrics"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferrygitops/ferry/server"
 )
 
 // Bounds of the flood test.
@@ -25,7 +28,7 @@ const (
 	floodMaxHeap = 4 * MaxUnverifiedBytes
 )
 
-// TestHooksUnsignedFlood floods ferry's hooks over TCP on 127.0.0.1 with concurrent 25 MiB
+// TestHooksUnsignedFlood floods ferry's HTTP server (server.New with these hooks) over TCP on 127.0.0.1 with concurrent 25 MiB
 // bodies, half without a signature, half with a well-formed wrong one, while a genuine
 // delivery is sent every 20 ms: every genuine delivery is accepted (202), the process's heap
 // stays bounded, and every flooding body gets 401 or 503 (or the connection closed under it).
@@ -34,12 +37,20 @@ func TestHooksUnsignedFlood(t *testing.T) {
 		t.Skip("moves a few GiB over loopback")
 	}
 	ghPush := readTestdata(t, "github/push.json")
-	_, router := newQueueHooks(t, testRepos("github", githubSecret), time.Now)
-	srv := httptest.NewUnstartedServer(router)
-	srv.Config.ReadHeaderTimeout = 10 * time.Second
-	srv.Start()
-	t.Cleanup(srv.Close)
-	url := srv.URL + "/hooks/platform"
+	hooks, _ := newQueueHooks(t, testRepos("github", githubSecret), time.Now)
+	// ferry's own HTTP server: its routes, middlewares and timeouts.
+	srv := server.New(server.Config{Hooks: hooks, Logger: slog.New(slog.DiscardHandler)})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	url := "http://" + l.Addr().String() + "/hooks/platform"
 
 	ctx, cancel := context.WithTimeout(t.Context(), floodMaxTime)
 	defer cancel()
