@@ -64,6 +64,12 @@ apps:
 
 // startFerry runs `ferry serve` with config and extra flags and waits until /readyz answers 200.
 func startFerry(ctx context.Context, bin, dir, config, kubeconfig string, extra ...string) (*ferryProc, error) {
+	return startFerryUntil(ctx, bin, dir, config, kubeconfig, "/readyz", extra...)
+}
+
+// startFerryUntil runs `ferry serve` with config and extra flags and waits until ready (a path)
+// answers 200.
+func startFerryUntil(ctx context.Context, bin, dir, config, kubeconfig, ready string, extra ...string) (*ferryProc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("ferry dir: %w", err)
 	}
@@ -97,7 +103,7 @@ func startFerry(ctx context.Context, bin, dir, config, kubeconfig string, extra 
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, p.URL+"/readyz", nil)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, p.URL+ready, nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ferrygitops/ferry/handlers"
 )
 
 func main() {
@@ -34,7 +36,7 @@ func main() {
 }
 
 // measures are the measure names -only accepts, in the order they run.
-var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7"}
+var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7", "P11"}
 
 // params is every knob of the harness; all are printed before the run and written to RESULTS.md.
 type params struct {
@@ -51,6 +53,7 @@ type params struct {
 	Keep          bool
 	MaxTotal      time.Duration
 	P1            p1Params
+	P11           p11Params
 	Sync          syncParams
 	E2E           e2eParams
 	childMode     string
@@ -78,6 +81,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.IntVar(&p.P1.Warmup, "p1-warmup", 2000, "P1: unmeasured warm-up requests before each run")
 	fs.StringVar(&p.P1.Payload, "p1-payload", "handlers/testdata/github/push.json", "P1: the signed push payload")
 
+	fs.IntVar(&p.P11.Clients, "p11-clients", 48, "P11: concurrent senders of unauthenticated bodies")
+	fs.IntVar(&p.P11.Bodies, "p11-bodies", 48*200, "P11: unauthenticated bodies sent at most (the flood ends earlier at -p11-duration)")
+	fs.IntVar(&p.P11.BodyBytes, "p11-body-bytes", handlers.MaxBodyBytes, "P11: size of each unauthenticated body")
+	fs.DurationVar(&p.P11.Duration, "p11-duration", 20*time.Second, "P11: time bound of the flood")
+	fs.DurationVar(&p.P11.HookEvery, "p11-hook-every", 50*time.Millisecond, "P11: pace of the genuine hooks")
+	fs.DurationVar(&p.P11.Idle, "p11-idle", 5*time.Second, "P11: how long ferry runs before its idle RSS is read")
+
 	fs.IntVar(&p.Sync.Objects, "objects", 1000, "P3/P4/P5: objects per apply (10 of them Namespaces)")
 	fs.IntVar(&p.Sync.Namespaces, "namespaces", 10, "P3/P4/P5: namespaces the objects spread over")
 	fs.IntVar(&p.Sync.BareWorkers, "bare-workers", 4, "P3 (b): parallel SSA workers of the bare client-go loop")
@@ -94,7 +104,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.IntVar(&p.E2E.ChainLen, "p6-chain", 5, "P6: length of each dependsOn chain")
 	fs.DurationVar(&p.E2E.Timeout, "e2e-timeout", 3*time.Minute, "P2/P6: bound of each wait for statuses")
 
-	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync)")
+	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync, flood)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -141,13 +151,15 @@ func (p *params) wants(m string) bool { return slices.Contains(p.Only, m) }
 func (p *params) describe() []string {
 	return []string{
 		fmt.Sprintf("measures: %s; repetitions: %d, P1 %d, P3/P4/P5 sync %d (medians reported)", strings.Join(p.Only, ","), p.Reps, p.P1.Reps, p.Sync.Reps),
-		fmt.Sprintf("P1: %d keep-alive clients, %d requests or %s per run (whichever first) after %d warm-up requests; payload %s (%s), one app routed, one job per hook; embedded JetStream on a temp dir; ferry's routes (server.New) and handlers.Hooks with an info-level text logger to io.Discard",
+		fmt.Sprintf("P1: %d keep-alive clients, %d requests or %s per run (whichever first) after %d warm-up requests; payload %s (%s), one app routed, one job per hook; embedded JetStream on a temp dir; ferry's routes (server.New) and handlers.Hooks with an info-level text logger to io.Discard; baselines, each repetition: a bare HMAC-checking handler, and a bare durable hook (HMAC, one publish with a message id to ferry's stream on a fresh embedded JetStream, ack awaited)",
 			p.P1.Clients, p.P1.Requests, p.P1.Duration, p.P1.Warmup, p.P1.Payload, byteSize(p.P1.Payload)),
 		fmt.Sprintf("P3/P4/P5: %d objects (%d Namespaces, then ConfigMaps, headless Services and Deployments with replicas 0) over %d namespaces; a fresh etcd + kube-apiserver + kube-controller-manager per variant and repetition; bare loop: %d workers; ferry engine: apply.DefaultOptions(), client QPS %s, in a child process; timeout %s",
 			p.Sync.Objects, p.Sync.Namespaces, p.Sync.Namespaces, p.Sync.BareWorkers, qpsString(p.Sync.FerryQPS), p.Sync.Timeout),
 		fmt.Sprintf("P2: %d pushes of a %d-object app; P5 idle: %d apps, RSS after %s; P6: %d apps in chains of %d; ferry binary %s; bound per wait %s",
 			p.E2E.Pushes, p.E2E.AppObjects, p.E2E.IdleApps, p.E2E.IdleWait, p.E2E.RestoreApps, p.E2E.ChainLen, p.FerryBin, p.E2E.Timeout),
 		fmt.Sprintf("P7: two ferry replicas on one NATS server (embedded in the bench, on 127.0.0.1), SIGKILL of the one running a sync; %d repetitions; baseline binary %s", p.Reps, dash(p.P7BaselineBin)),
+		fmt.Sprintf("P11: ferry binary %s, its cluster unreachable; %d clients post %d bodies of %d bytes (even ones unsigned, odd ones with a wrong signature) for at most %s from a child process at nice 19; a genuine signed push every %s, 50 before the flood as the baseline; VmRSS sampled every %s",
+			p.FerryBin, p.P11.Clients, p.P11.Bodies, p.P11.BodyBytes, p.P11.Duration, p.P11.HookEvery, p11Sample),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}
 }
@@ -173,7 +185,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if p.childMode != "" {
+	switch p.childMode {
+	case "":
+	case "flood":
+		return runFloodChild(ctx, fsArgs(args), stdout)
+	default:
 		return runChild(ctx, p.childMode, fsArgs(args), stdout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.MaxTotal)
@@ -225,6 +241,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P7") {
 		step("P2/P5 idle/P6/P7", func() error { return runE2E(ctx, p, res, logf) })
+	}
+	if p.wants("P11") {
+		step("P11", func() error { return runP11(ctx, p, res, logf) })
 	}
 	took := time.Since(began)
 	mach = append(mach, "load average at end: "+firstLine("/proc/loadavg")+" (the cores are shared with other work; see the spread in the log)")

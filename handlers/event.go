@@ -71,6 +71,10 @@ type provider interface {
 	// verify checks the delivery's signature or token. It returns an error wrapping
 	// ErrSignature and never mentions the secret or the received signature's value.
 	verify(h http.Header, body []byte, secret []byte, now time.Time) error
+	// precheck refuses, before the body is read, a delivery whose headers alone show it cannot
+	// verify: no or malformed signature, a wrong plain token, a stale signing timestamp. Its
+	// errors are verify's. A delivery it lets through must still pass verify.
+	precheck(h http.Header, secret []byte, now time.Time) error
 	// parse reads a verified delivery. It returns an error wrapping ErrPayload for bodies it
 	// cannot read and an EventIgnored event for kinds ferry does not act on.
 	parse(h http.Header, body []byte) (Event, error)

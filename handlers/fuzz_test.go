@@ -49,6 +49,7 @@ func FuzzGitHubVerify(f *testing.F) {
 			t.Fatalf("a different body verified: signed %q, got %q", body, other)
 		}
 		h.Set("X-Hub-Signature-256", forged)
+		checkPrecheck(t, p, h, body, secret)
 		if err := p.verify(h, body, secret, testNow); err == nil && !strings.EqualFold(forged, signGitHub(secret, body)) {
 			t.Fatalf("forged signature %q verified", forged)
 		} else if err != nil && !errors.Is(err, ErrSignature) {
@@ -74,6 +75,7 @@ func FuzzGiteaVerify(f *testing.F) {
 		}
 		h.Del("X-Gitea-Signature")
 		h.Set("X-Forgejo-Signature", forged)
+		checkPrecheck(t, p, h, body, secret)
 		if err := p.verify(h, body, secret, testNow); err == nil && !strings.EqualFold(forged, signGitea(secret, body)) {
 			t.Fatalf("forged signature %q verified", forged)
 		}
@@ -93,6 +95,7 @@ func FuzzGitLabVerify(f *testing.F) {
 		h.Set("webhook-id", id)
 		h.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
 		h.Set("webhook-signature", signStandard(t, secret, id, ts, body))
+		checkPrecheck(t, p, h, body, secret)
 		err := p.verify(h, body, secret, testNow)
 		within := testNow.Sub(ts).Abs() <= SignatureTolerance
 		if want := len(key) > 0 && id != "" && within; want != (err == nil) {
@@ -104,6 +107,7 @@ func FuzzGitLabVerify(f *testing.F) {
 		// Token mode: only the exact token verifies, and a signing secret never accepts a token.
 		h = http.Header{}
 		h.Set("X-Gitlab-Token", token)
+		checkPrecheck(t, p, h, body, key)
 		if err := p.verify(h, body, key, testNow); err == nil && (token != string(key) || len(key) == 0) {
 			t.Fatalf("token %q verified against secret %q", token, key)
 		}
@@ -111,6 +115,19 @@ func FuzzGitLabVerify(f *testing.F) {
 			t.Fatal("a plain token verified against a signing secret")
 		}
 	})
+}
+
+// checkPrecheck is precheck's property: it never refuses a delivery verify accepts, and a
+// delivery it refuses verify refuses too.
+func checkPrecheck(t *testing.T, p provider, h http.Header, body, secret []byte) {
+	t.Helper()
+	pre, err := p.precheck(h, secret, testNow), p.verify(h, body, secret, testNow)
+	if pre != nil && err == nil {
+		t.Fatalf("precheck refused a delivery verify accepts: %v", pre)
+	}
+	if pre != nil && !errors.Is(pre, ErrSignature) {
+		t.Fatalf("precheck error %v does not wrap ErrSignature", pre)
+	}
 }
 
 // checkParsed is the parse property: no panic, failures wrap ErrPayload, and a successful

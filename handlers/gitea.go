@@ -24,11 +24,23 @@ type giteaProvider struct{}
 var _ provider = giteaProvider{}
 
 func (giteaProvider) verify(h http.Header, body, secret []byte, _ time.Time) error {
-	name := giteaSignatureHeader
-	if h.Get(name) == "" && h.Get(forgejoSignatureHeader) != "" {
-		name = forgejoSignatureHeader
-	}
+	name := giteaSignatureName(h)
 	return verifyHexMAC(name, h.Get(name), body, secret)
+}
+
+// precheck refuses a delivery without a well-formed signature header before its body is read.
+func (giteaProvider) precheck(h http.Header, secret []byte, _ time.Time) error {
+	name := giteaSignatureName(h)
+	_, err := hexMAC(name, h.Get(name), secret)
+	return err
+}
+
+// giteaSignatureName is the signature header a delivery carries: Gitea's, else Forgejo's.
+func giteaSignatureName(h http.Header) string {
+	if h.Get(giteaSignatureHeader) == "" && h.Get(forgejoSignatureHeader) != "" {
+		return forgejoSignatureHeader
+	}
+	return giteaSignatureHeader
 }
 
 // giteaPush is the part of a Gitea push payload ferry reads.
@@ -38,31 +50,6 @@ type giteaPush struct {
 	After        string        `json:"after"`
 	Commits      []*pushCommit `json:"commits"`
 	TotalCommits int           `json:"total_commits"`
-}
-
-// scanGiteaPush reads a push payload with jsonScanner, the hot path's reader. A member named
-// twice keeps its last value, as decodePayload does.
-func scanGiteaPush(body []byte) (giteaPush, error) {
-	var p giteaPush
-	s := jsonScanner{b: body}
-	err := s.document(func(name []byte) (err error) {
-		switch string(name) {
-		case "ref":
-			p.Ref, err = s.str()
-		case "before":
-			p.Before, err = s.str()
-		case "after":
-			p.After, err = s.str()
-		case "total_commits":
-			p.TotalCommits, err = s.integer()
-		case "commits":
-			p.Commits, err = s.commits()
-		default:
-			err = s.skip()
-		}
-		return err
-	})
-	return p, err
 }
 
 // giteaBranch is a pull request's head or base.
@@ -106,8 +93,8 @@ func (giteaProvider) parse(h http.Header, body []byte) (Event, error) {
 }
 
 func giteaParsePush(id string, body []byte) (Event, error) {
-	p, err := scanGiteaPush(body)
-	if err != nil {
+	var p giteaPush
+	if err := decodePayload(body, &p); err != nil {
 		return Event{}, fmt.Errorf("gitea push payload: %w: %w", ErrPayload, err)
 	}
 	if p.Ref == "" || p.After == "" {

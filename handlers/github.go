@@ -29,11 +29,30 @@ var _ provider = githubProvider{}
 // verify checks X-Hub-Signature-256 over the raw body, form-encoded or JSON alike: GitHub signs
 // the bytes it sends, before any decoding.
 func (githubProvider) verify(h http.Header, body, secret []byte, _ time.Time) error {
+	sig, err := githubSignature(h)
+	if err != nil {
+		return err
+	}
+	return verifyHexMAC(githubSignatureHeader, sig, body, secret)
+}
+
+// precheck refuses a delivery without a well-formed X-Hub-Signature-256 before its body is read.
+func (githubProvider) precheck(h http.Header, secret []byte, _ time.Time) error {
+	sig, err := githubSignature(h)
+	if err != nil {
+		return err
+	}
+	_, err = hexMAC(githubSignatureHeader, sig, secret)
+	return err
+}
+
+// githubSignature is X-Hub-Signature-256 without its sha256= prefix.
+func githubSignature(h http.Header) (string, error) {
 	sig := h.Get(githubSignatureHeader)
 	if sig != "" && !strings.HasPrefix(sig, githubSignaturePrefix) {
-		return fmt.Errorf("%s header lacks the %s prefix: %w", githubSignatureHeader, githubSignaturePrefix, ErrSignature)
+		return "", fmt.Errorf("%s header lacks the %s prefix: %w", githubSignatureHeader, githubSignaturePrefix, ErrSignature)
 	}
-	return verifyHexMAC(githubSignatureHeader, strings.TrimPrefix(sig, githubSignaturePrefix), body, secret)
+	return strings.TrimPrefix(sig, githubSignaturePrefix), nil
 }
 
 // parse reads ping, push and pull_request deliveries; every other event is acknowledged and ignored.
@@ -55,10 +74,10 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 		return Event{}, err
 	}
 	if name == "push" {
-		// Pushes are the hot path: read only the fields ferry needs, not the whole document
-		// into go-github's types (most of a push payload is repository and user detail).
-		p, err := scanGitHubPush(payload)
-		if err != nil {
+		// Read only the fields ferry needs, not the whole document into go-github's types
+		// (most of a push payload is repository and user detail).
+		var p githubPushPayload
+		if err := decodePayload(payload, &p); err != nil {
 			return Event{}, fmt.Errorf("github push payload: %w: %w", ErrPayload, err)
 		}
 		return githubPush(id, &p)
@@ -122,38 +141,6 @@ type pushCommit struct {
 	Added    []string `json:"added"`
 	Removed  []string `json:"removed"`
 	Modified []string `json:"modified"`
-}
-
-// scanGitHubPush reads a push payload with jsonScanner. A member named twice keeps its last
-// value, as decodePayload does.
-func scanGitHubPush(body []byte) (githubPushPayload, error) {
-	var p githubPushPayload
-	s := jsonScanner{b: body}
-	err := s.document(func(name []byte) (err error) {
-		switch string(name) {
-		case "ref":
-			p.Ref, err = s.str()
-		case "before":
-			p.Before, err = s.str()
-		case "after":
-			p.After = nil
-			if !s.null() {
-				var after string
-				after, err = s.str()
-				p.After = &after
-			}
-		case "deleted":
-			p.Deleted, err = s.boolean()
-		case "forced":
-			p.Forced, err = s.boolean()
-		case "commits":
-			p.Commits, err = s.commits()
-		default:
-			err = s.skip()
-		}
-		return err
-	})
-	return p, err
 }
 
 func githubPush(id string, e *githubPushPayload) (Event, error) {

@@ -35,12 +35,22 @@ var _ provider = gitlabProvider{}
 // verify checks the signing-token signature when the configured secret is a signing token,
 // and the secret token otherwise. A hook configured for signing never falls back to the plain
 // token: that would let a leaked token, or a replay, through without the timestamp check.
-func (gitlabProvider) verify(h http.Header, body, secret []byte, now time.Time) error {
+func (p gitlabProvider) verify(h http.Header, body, secret []byte, now time.Time) error {
+	if len(secret) > 0 && strings.HasPrefix(string(secret), signingSecretPrefix) {
+		return verifyStandardWebhook(h, body, secret, now)
+	}
+	return p.precheck(h, secret, now) // a secret token is checked from the headers alone
+}
+
+// precheck does all of a secret token's check, and a signing token's checks that need no body
+// (headers present, timestamp fresh, signature count), so such deliveries are refused unread.
+func (gitlabProvider) precheck(h http.Header, secret []byte, now time.Time) error {
 	if len(secret) == 0 {
 		return fmt.Errorf("no webhook secret is configured: %w", ErrSignature)
 	}
 	if strings.HasPrefix(string(secret), signingSecretPrefix) {
-		return verifyStandardWebhook(h, body, secret, now)
+		_, err := standardHeaders(h, secret, now)
+		return err
 	}
 	tok := h.Get(gitlabTokenHeader)
 	if tok == "" {
@@ -67,31 +77,48 @@ func signingKey(secret []byte) ([]byte, error) {
 	return key, nil
 }
 
-// verifyStandardWebhook checks webhook-signature: HMAC-SHA256 over "{id}.{timestamp}.{body}",
-// base64, prefixed v1, possibly several space-separated (one per active key while keys rotate).
-// The timestamp must be within SignatureTolerance of now so a captured delivery cannot be replayed later.
-func verifyStandardWebhook(h http.Header, body, secret []byte, now time.Time) error {
+// standardSigned is what a Standard Webhooks delivery's headers say, checked as far as they
+// can be without the body.
+type standardSigned struct {
+	key, id, ts []byte
+	sigs        []string
+}
+
+// standardHeaders reads webhook-id, webhook-timestamp and webhook-signature: all present, the
+// timestamp within SignatureTolerance of now (so a captured delivery cannot be replayed later),
+// at most maxSignatures signatures.
+func standardHeaders(h http.Header, secret []byte, now time.Time) (standardSigned, error) {
 	key, err := signingKey(secret)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSignature, err)
+		return standardSigned{}, fmt.Errorf("%w: %w", ErrSignature, err)
 	}
 	id, ts, sigs := h.Get(webhookIDHeader), h.Get(webhookTimestampHeader), h.Get(webhookSignatureHeader)
 	if id == "" || ts == "" || sigs == "" {
-		return fmt.Errorf("missing %s, %s or %s header: %w", webhookIDHeader, webhookTimestampHeader, webhookSignatureHeader, ErrSignature)
+		return standardSigned{}, fmt.Errorf("missing %s, %s or %s header: %w", webhookIDHeader, webhookTimestampHeader, webhookSignatureHeader, ErrSignature)
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("%s header is not unix seconds: %w", webhookTimestampHeader, ErrSignature)
+		return standardSigned{}, fmt.Errorf("%s header is not unix seconds: %w", webhookTimestampHeader, ErrSignature)
 	}
 	if skew := now.Sub(time.Unix(sec, 0)); skew > SignatureTolerance || skew < -SignatureTolerance {
-		return fmt.Errorf("%s is more than %s from now: %w", webhookTimestampHeader, SignatureTolerance, ErrSignature)
+		return standardSigned{}, fmt.Errorf("%s is more than %s from now: %w", webhookTimestampHeader, SignatureTolerance, ErrSignature)
 	}
-	want := hmacSHA256(key, []byte(id), []byte("."), []byte(ts), []byte("."), body)
 	fields := strings.Fields(sigs)
 	if len(fields) > maxSignatures {
-		return fmt.Errorf("%s header carries more than %d signatures: %w", webhookSignatureHeader, maxSignatures, ErrSignature)
+		return standardSigned{}, fmt.Errorf("%s header carries more than %d signatures: %w", webhookSignatureHeader, maxSignatures, ErrSignature)
 	}
-	for _, f := range fields {
+	return standardSigned{key: key, id: []byte(id), ts: []byte(ts), sigs: fields}, nil
+}
+
+// verifyStandardWebhook checks webhook-signature: HMAC-SHA256 over "{id}.{timestamp}.{body}",
+// base64, prefixed v1, possibly several space-separated (one per active key while keys rotate).
+func verifyStandardWebhook(h http.Header, body, secret []byte, now time.Time) error {
+	s, err := standardHeaders(h, secret, now)
+	if err != nil {
+		return err
+	}
+	want := hmacSHA256(s.key, s.id, []byte("."), s.ts, []byte("."), body)
+	for _, f := range s.sigs {
 		enc, ok := strings.CutPrefix(f, signatureVersion)
 		if !ok {
 			continue // another scheme (e.g. v1a, asymmetric) this verifier does not hold a key for
@@ -107,7 +134,7 @@ func verifyStandardWebhook(h http.Header, body, secret []byte, now time.Time) er
 // parse reads Push Hook and Merge Request Hook deliveries; every other event is acknowledged
 // and ignored (tag pushes included: ferry deploys branches).
 func (gitlabProvider) parse(h http.Header, body []byte) (Event, error) {
-	id, err := deliveryID(h, gitlabIdempotencyKey, gitlabEventUUIDHeader, webhookIDHeader)
+	id, err := gitlabDeliveryID(h)
 	if err != nil {
 		return Event{}, err
 	}
@@ -133,6 +160,18 @@ func (gitlabProvider) parse(h http.Header, body []byte) (Event, error) {
 	default:
 		return Event{}, fmt.Errorf("gitlab %s payload parsed as %T: %w", name, parsed, ErrPayload)
 	}
+}
+
+// gitlabDeliveryID is the id a delivery is de-duplicated by. A delivery signed with a signing
+// token reaches parse only once verify has checked webhook-signature over webhook-id, and only
+// that id is bound to the body: Idempotency-Key and X-Gitlab-Event-UUID are unsigned, so a
+// captured delivery replayed with new ones would otherwise become a new job. With a secret
+// token nothing is signed and GitLab's own idempotency headers come first.
+func gitlabDeliveryID(h http.Header) (string, error) {
+	if h.Get(webhookSignatureHeader) != "" {
+		return deliveryID(h, webhookIDHeader)
+	}
+	return deliveryID(h, gitlabIdempotencyKey, gitlabEventUUIDHeader, webhookIDHeader)
 }
 
 func gitlabPush(id string, e *gitlab.PushEvent) (Event, error) {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,6 +88,8 @@ type Hooks struct {
 	log   *slog.Logger
 	now   func() time.Time
 	newID func() string
+	// budget is what unverified bodies hold of MaxUnverifiedBytes.
+	budget unverifiedBudget
 }
 
 type hookRepo struct {
@@ -129,9 +132,10 @@ func (h *Hooks) SetInputs(in queue.Inputs) {
 	n.inputs.Store(&paths)
 }
 
-// ServeHTTP answers one delivery: 404 unknown repo, 413 oversize, 401 unverified, 400
-// unreadable, 200 ping or ignored (with the reason), 503 when jobs could not be stored and
-// 202 with the stored jobs.
+// ServeHTTP answers one delivery: 404 unknown repo, 401 unverified (from the headers alone
+// when they show it, before the body is read), 413 oversize, 503 with Retry-After when the
+// body does not fit in MaxUnverifiedBytes, 400 unreadable, 200 ping or ignored (with the
+// reason), 503 when jobs could not be stored and 202 with the stored jobs.
 func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "repo")
 	// One line per delivery; its attributes gather as the delivery is read (cheaper than a
@@ -158,21 +162,48 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	attrs = append(attrs, slog.String("provider", repo.Provider))
 
-	body, err := readBody(w, r, MaxBodyBytes)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			log(slog.LevelWarn, "body too large", http.StatusRequestEntityTooLarge)
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)})
-			return
-		}
-		log(slog.LevelWarn, "body unreadable", http.StatusBadRequest, slog.Any("err", err))
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body could not be read"})
+	// Nothing of the body is read until the headers could verify and the body fits in what
+	// unverified deliveries may hold (MaxUnverifiedBytes).
+	now := h.now()
+	if err := repo.provider.precheck(r.Header, repo.Secret, now); err != nil {
+		// err never holds the secret or the received signature (provider contract).
+		log(slog.LevelWarn, "signature refused", http.StatusUnauthorized, slog.Any("err", err))
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": ErrSignature.Error()})
 		return
 	}
-
-	if err := repo.provider.verify(r.Header, body, repo.Secret, h.now()); err != nil {
-		// err never holds the secret or the received signature (provider contract).
+	if r.ContentLength > MaxBodyBytes {
+		log(slog.LevelWarn, "body too large", http.StatusRequestEntityTooLarge)
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)})
+		return
+	}
+	want := int64(unknownLengthStart)
+	if r.ContentLength >= 0 {
+		want = r.ContentLength
+	}
+	hold, ok := h.budget.reserve(want)
+	if !ok {
+		h.busy(w, log)
+		return
+	}
+	body, err := readBody(w, r, MaxBodyBytes, hold)
+	if err != nil {
+		hold.release()
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.Is(err, errBusy):
+			h.busy(w, log)
+		case errors.As(err, &tooBig):
+			log(slog.LevelWarn, "body too large", http.StatusRequestEntityTooLarge)
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)})
+		default:
+			log(slog.LevelWarn, "body unreadable", http.StatusBadRequest, slog.Any("err", err))
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body could not be read"})
+		}
+		return
+	}
+	err = repo.provider.verify(r.Header, body, repo.Secret, now)
+	hold.release() // verified or about to be dropped: no longer the budget's concern
+	if err != nil {
 		log(slog.LevelWarn, "signature refused", http.StatusUnauthorized, slog.Any("err", err))
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": ErrSignature.Error()})
 		return
@@ -226,6 +257,17 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log(slog.LevelInfo, outcome, http.StatusAccepted, slog.Any("apps", apps), slog.Int("duplicates", duplicates))
 	writeJSON(w, http.StatusAccepted, stored{Jobs: out})
+}
+
+// busy answers a delivery that does not fit in MaxUnverifiedBytes: 503, to be redelivered.
+// The connection is closed rather than drained, so the unread body costs nothing more.
+func (h *Hooks) busy(w http.ResponseWriter, log func(slog.Level, string, int, ...slog.Attr)) {
+	all, large := h.budget.held()
+	log(slog.LevelWarn, "unverified bodies over budget", http.StatusServiceUnavailable,
+		slog.Int64("unverified_bytes", all), slog.Int64("unverified_large_bytes", large))
+	w.Header().Set("Retry-After", strconv.Itoa(BusyRetryAfter))
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many webhook bodies in flight; redeliver later"})
 }
 
 // storedViews describes each job of a delivery for the 202. A job that was stored before, by an

@@ -33,7 +33,7 @@ func TestReadBody(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "/hooks/x", io.NopCloser(bytes.NewReader([]byte(c.body))))
 			r.ContentLength = c.length
-			got, err := readBody(httptest.NewRecorder(), r, c.limit)
+			got, err := readBody(httptest.NewRecorder(), r, c.limit, nil)
 			var mbe *http.MaxBytesError
 			if c.tooLarge {
 				if !errors.As(err, &mbe) {

@@ -130,8 +130,24 @@ func TestVerify(t *testing.T) {
 		{"gitlab token secret, signature sent", gitlabProvider{}, gls, glBody, gitlabToken, testNow, false},
 		{"gitlab signing too many signatures", gitlabProvider{}, set(gls, "webhook-signature", strings.Repeat("v1,AAAA ", maxSignatures)+gls.Get("webhook-signature")), glBody, gitlabSigning, testNow, false},
 	}
+	// Refusals the headers alone show, which precheck makes before the body is read.
+	headerOnly := map[string]bool{
+		"github missing signature": true, "github sha1 only": true, "github no prefix": true, "github not hex": true,
+		"github empty secret": true, "gitea missing signature": true, "gitea empty secret": true,
+		"gitlab token wrong": true, "gitlab token prefix only": true, "gitlab token missing": true,
+		"gitlab empty secret, empty token": true, "gitlab signing skew": true, "gitlab signing bad timestamp": true,
+		"gitlab signing missing headers": true, "gitlab signing secret, token sent": true,
+		"gitlab token secret, signature sent": true, "gitlab signing too many signatures": true,
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			pre := tt.p.precheck(tt.h, tt.secret, tt.now)
+			switch {
+			case headerOnly[tt.name] && !errors.Is(pre, ErrSignature):
+				t.Fatalf("precheck = %v, want an ErrSignature before the body is read", pre)
+			case !headerOnly[tt.name] && pre != nil:
+				t.Fatalf("precheck refused what only the body can refuse: %v", pre)
+			}
 			err := tt.p.verify(tt.h, tt.body, tt.secret, tt.now)
 			if tt.ok {
 				if err != nil {

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,7 @@ type ResyncOptions struct {
 // a given revision, always run (never skipped as already applied).
 type Resync struct {
 	apps    map[string]ResyncApp
-	tokens  [][]byte
+	tokens  [][sha256.Size]byte // digests of the API tokens, never the tokens
 	resolve HeadResolver
 	queue   Enqueuer
 	opts    ResyncOptions
@@ -65,7 +66,7 @@ func NewResync(apps []ResyncApp, tokens [][]byte, resolve HeadResolver, q Enqueu
 	r := &Resync{apps: map[string]ResyncApp{}, resolve: resolve, queue: q, opts: opts}
 	for _, t := range tokens {
 		if len(t) > 0 {
-			r.tokens = append(r.tokens, t)
+			r.tokens = append(r.tokens, sha256.Sum256(t))
 		}
 	}
 	for _, a := range apps {
@@ -86,16 +87,19 @@ func NewResync(apps []ResyncApp, tokens [][]byte, resolve HeadResolver, q Enqueu
 	return r, nil
 }
 
-// authorized compares the bearer token with every configured one in constant time.
+// authorized compares the bearer token with every configured one in constant time, lengths
+// included: it compares fixed-length digests of both sides (the configured ones computed once),
+// so the time a refusal takes says nothing about a token's length or content.
 func (r *Resync) authorized(req *http.Request) bool {
 	h := req.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
 		return false
 	}
+	got := sha256.Sum256([]byte(tok))
 	match := 0
 	for _, want := range r.tokens {
-		match |= subtle.ConstantTimeCompare([]byte(tok), want)
+		match |= subtle.ConstantTimeCompare(got[:], want[:])
 	}
 	return match == 1
 }
@@ -127,7 +131,7 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var body resyncRequest
-	data, err := readBody(w, req, MaxResyncBody)
+	data, err := readBody(w, req, MaxResyncBody, nil)
 	if err != nil {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body is too large"})
 		return

@@ -15,6 +15,19 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
+// stylesheet is the pages' only style, served from ferry itself so that the pages' policy
+// (pagePolicy) allows no inline style.
+//
+//go:embed static/ferry.css
+var stylesheet []byte
+
+// serveStylesheet serves /static/ferry.css; browsers may keep it for an hour.
+func serveStylesheet(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(stylesheet)
+}
+
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"short": func(s string) string {
 		if len(s) > 7 {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,58 @@ func TestAccessLog(t *testing.T) {
 			}
 			if sawID != "req-7f3a" {
 				t.Errorf("handler saw request id %q, want req-7f3a", sawID)
+			}
+		})
+	}
+}
+
+// TestPagesSecurityHeaders holds every page to a strict policy the page itself fits: the policy
+// allows no inline style or script, so a page must carry none, and the stylesheet it links is
+// served by ferry (style-src 'self').
+func TestPagesSecurityHeaders(t *testing.T) {
+	ts := newTestServer(t, nil)
+	inline := regexp.MustCompile(`(?i)<style|<script|\sstyle\s*=|\son[a-z]+\s*=|javascript:`)
+	stylesheet := regexp.MustCompile(`<link rel="stylesheet" href="([^"]+)">`)
+	for _, path := range []string{"/", "/syncs/0abc", "/syncs/nope", "/api/v1/apps", "/healthz"} {
+		t.Run(path, func(t *testing.T) {
+			resp, err := http.Get(ts.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for name, want := range map[string]string{
+				"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+				"X-Frame-Options":         "DENY",
+				"X-Content-Type-Options":  "nosniff",
+				"Referrer-Policy":         "no-referrer",
+			} {
+				if got := resp.Header.Values(name); len(got) != 1 || got[0] != want {
+					t.Errorf("%s = %q, want %q", name, got, want)
+				}
+			}
+			if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+				return
+			}
+			if m := inline.FindString(string(body)); m != "" {
+				t.Errorf("page carries %q, which the policy blocks", m)
+			}
+			links := stylesheet.FindAllStringSubmatch(string(body), -1)
+			if len(links) != 1 {
+				t.Fatalf("page links %d stylesheets, want 1", len(links))
+			}
+			href := links[0][1]
+			if !strings.HasPrefix(href, "/") || strings.HasPrefix(href, "//") {
+				t.Fatalf("stylesheet %q is not served by ferry itself", href)
+			}
+			css, err := http.Get(ts.URL + href)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(css.Body)
+			css.Body.Close()
+			if css.StatusCode != http.StatusOK || !strings.HasPrefix(css.Header.Get("Content-Type"), "text/css") || !strings.Contains(string(b), ".state{") {
+				t.Fatalf("stylesheet %s: %d %s, %d bytes", href, css.StatusCode, css.Header.Get("Content-Type"), len(b))
 			}
 		})
 	}
