@@ -19,12 +19,12 @@ import (
 
 // Bounds of the flood test.
 const (
-	floodClients  = 48               // concurrent senders, as in the report
+	floodClients  = 48                // concurrent senders, as in the report
 	floodRequests = 20 * floodClients // unsigned 25 MiB bodies at most
 	// floodGenuine is how many genuine deliveries are sent during the flood, which lasts until
 	// they are answered (or floodRequests ran out).
 	floodGenuine = 10
-	floodMaxTime  = 30 * time.Second
+	floodMaxTime = 30 * time.Second
 	// floodMaxHeap is the most heap the test process may reach during the flood: the budget,
 	// garbage the collector has not caught up with, the hooks, NATS and the test's own 25 MiB
 	// body. Holding every flooding body would take 48 × 25 MiB = 1.2 GiB.
