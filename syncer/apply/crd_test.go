@@ -2,8 +2,10 @@ package apply
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/ferrygitops/ferry/syncer/render"
 )
@@ -137,5 +139,66 @@ configMapGenerator:
 		if o.ID.Name == "prod-web" && o.File != "base/svc.yaml" {
 			t.Errorf("Service file = %q, want base/svc.yaml", o.File)
 		}
+	}
+}
+
+// crdCollectionReads counts the requests that read the app's CRDs: watches, and LISTs by the
+// app's label (the lookup of unknown names, by name or without a selector, is not counted).
+func crdCollectionReads(c *counter) (watches, lists int) {
+	for _, r := range c.snapshot() {
+		if r.method != "GET" || !strings.HasSuffix(r.path, "/customresourcedefinitions") {
+			continue
+		}
+		switch {
+		case strings.Contains(r.query, "watch=true"):
+			watches++
+		case strings.Contains(r.query, "labelSelector="):
+			lists++
+		}
+	}
+	return watches, lists
+}
+
+// TestCRDEstablishmentWatched checks how a sync waits for the CRDs it creates: with one watch of
+// the app's CRDs, told of their establishment as it happens, and no poll of the collection, whose
+// LISTs return every CRD's whole schema (megabytes for real operators) and, at the default poll
+// interval, come up to 2 s late. The health wait does not read them again either: the only LIST
+// is the ownership check's metadata-only one.
+func TestCRDEstablishmentWatched(t *testing.T) {
+	v := newEnv(t)
+	v.e.opts.PollInterval = DefaultPollInterval
+	app := App{Name: "crdwatch", Namespace: "t-crdwatch", Prune: true}
+	objs := []render.Object{
+		namespace(t, "t-crdwatch"),
+		crd(t, "watchtest.ferry.dev", "Sprocket", true),
+		crd(t, "watchtest.ferry.dev", "Cog", false),
+		crd(t, "watchtest.ferry.dev", "Flange", false),
+		crd(t, "watchtest.ferry.dev", "Axle", true),
+		cr(t, "watchtest.ferry.dev", "Sprocket", "", "s1", "1"),
+	}
+	v.c.reset()
+	t0 := time.Now()
+	res := v.mustSync(t, app, "r1", objs...)
+	took := time.Since(t0)
+	if res.Created != 6 {
+		t.Errorf("result %+v, want 6 created", res)
+	}
+	watches, lists := crdCollectionReads(v.c)
+	if watches != 1 || lists != 1 {
+		t.Errorf("first sync read the CRD collection with %d watches and %d LISTs, want 1 and 1 (the ownership LIST)", watches, lists)
+	}
+	t.Logf("first sync with CRDs took %s (apply %s, health %s)", took, res.Durations.Apply, res.Durations.Health)
+
+	// A changed CRD that is already established says so in its apply response: nothing to wait for.
+	changed := objs[1].DeepCopy()
+	changed.SetLabels(map[string]string{"tier": "gears"})
+	objs[1] = render.Object{Unstructured: changed, File: objs[1].File}
+	v.c.reset()
+	res = v.mustSync(t, app, "r2", objs...)
+	if res.Configured != 1 {
+		t.Errorf("result %+v, want 1 configured", res)
+	}
+	if watches, lists := crdCollectionReads(v.c); watches != 0 || lists != 1 {
+		t.Errorf("re-applying an established CRD read the collection with %d watches and %d LISTs, want 0 and 1", watches, lists)
 	}
 }

@@ -169,7 +169,7 @@ func (e *Engine) applyStages(ctx context.Context, app App, toApply []*desired, b
 			return err
 		}
 		if len(crds) > 0 {
-			if err := e.waitEstablished(ctx, app.Name, crds); err != nil {
+			if err := e.waitEstablished(ctx, app.Name, crds, fresh); err != nil {
 				return err
 			}
 			e.mapper.Reset()
