@@ -34,7 +34,7 @@ func main() {
 }
 
 // measures are the measure names -only accepts, in the order they run.
-var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6"}
+var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P10"}
 
 // params is every knob of the harness; all are printed before the run and written to RESULTS.md.
 type params struct {
@@ -51,6 +51,7 @@ type params struct {
 	P1        p1Params
 	Sync      syncParams
 	E2E       e2eParams
+	P10       p10Params
 	childMode string
 }
 
@@ -91,6 +92,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.IntVar(&p.E2E.ChainLen, "p6-chain", 5, "P6: length of each dependsOn chain")
 	fs.DurationVar(&p.E2E.Timeout, "e2e-timeout", 3*time.Minute, "P2/P6: bound of each wait for statuses")
 
+	fs.IntVar(&p.P10.Reps, "p10-reps", 5, "P10: repetitions (each starts two fresh control planes); 0 uses -reps")
+	fs.DurationVar(&p.P10.Timeout, "p10-timeout", 3*time.Minute, "P10: bound of each apply, wait and sync")
+
 	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -128,6 +132,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	if p.P3Reps > 0 {
 		p.Sync.Reps = p.P3Reps
 	}
+	if p.P10.Reps <= 0 {
+		p.P10.Reps = p.Reps
+	}
 	p.P1.Profile = "p1-ferry-cpu.pprof"
 	return p, nil
 }
@@ -144,6 +151,8 @@ func (p *params) describe() []string {
 			p.Sync.Objects, p.Sync.Namespaces, p.Sync.Namespaces, p.Sync.BareWorkers, qpsString(p.Sync.FerryQPS), p.Sync.Timeout),
 		fmt.Sprintf("P2: %d pushes of a %d-object app; P5 idle: %d apps, RSS after %s; P6: %d apps in chains of %d; ferry binary %s; bound per wait %s",
 			p.E2E.Pushes, p.E2E.AppObjects, p.E2E.IdleApps, p.E2E.IdleWait, p.E2E.RestoreApps, p.E2E.ChainLen, p.FerryBin, p.E2E.Timeout),
+		fmt.Sprintf("P10: %s@%s %s (Deployment scaled to 0 replicas: no kubelet) pushed to an app of the ferry binary (%s), hook → success status, vs kubectl apply --server-side -f + kubectl wait --for=condition=established on its CRDs; %d repetitions, each variant on a fresh control plane, order rotating; bound %s",
+			p10Module, p10Version, p10File, p.FerryBin, p.P10.Reps, p.P10.Timeout),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}
 }
@@ -219,8 +228,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if (p.wants("P3") || p.wants("P4") || p.wants("P5")) && len(p.Sync.Variants) > 0 {
 		step("P3/P4/P5 sync", func() error { return runSync(ctx, p, res, logf) })
 	}
-	if p.wants("P2") || p.wants("P5") || p.wants("P6") {
-		step("P2/P5 idle/P6", func() error { return runE2E(ctx, p, res, logf) })
+	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P10") {
+		step("P2/P5 idle/P6/P10", func() error { return runE2E(ctx, p, res, logf) })
 	}
 	took := time.Since(began)
 	mach = append(mach, "load average at end: "+firstLine("/proc/loadavg")+" (the cores are shared with other work; see the spread in the log)")
