@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -126,6 +127,58 @@ func (e *Engine) waitEstablished(ctx context.Context, app string, crds []*desire
 	st := pending[names[0]]
 	return &Error{Stage: StageApply, Object: st.d.id.String(), File: st.d.file,
 		Message: fmt.Sprintf("not established after %s: %s", crdEstablishTimeout, st.message), Err: ctx.Err()}
+}
+
+// crdWait is a wait for CRDs to be established that runs beside the rest of a sync.
+type crdWait struct {
+	e      *Engine
+	cancel context.CancelFunc
+	done   chan struct{}
+	// fresh and err are the wait's own; read them only after done is closed.
+	fresh map[string]*unstructured.Unstructured
+	err   error
+}
+
+// startWaitEstablished starts waitEstablished for crds in the background. Their apply responses
+// are copied from fresh, which the caller goes on writing.
+func (e *Engine) startWaitEstablished(ctx context.Context, app string, crds []*desired, fresh map[string]*unstructured.Unstructured) *crdWait {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &crdWait{e: e, cancel: cancel, done: make(chan struct{}), fresh: map[string]*unstructured.Unstructured{}}
+	for _, d := range crds {
+		if u, ok := fresh[d.id.key()]; ok {
+			w.fresh[d.id.key()] = u
+		}
+	}
+	go func() {
+		defer close(w.done)
+		w.err = e.waitEstablished(ctx, app, crds, w.fresh)
+	}()
+	return w
+}
+
+// join waits for the CRDs, then records what was seen of them in fresh and resets the discovery
+// cache so that their kinds resolve. A nil wait has nothing to join.
+func (w *crdWait) join(fresh map[string]*unstructured.Unstructured) error {
+	if w == nil {
+		return nil
+	}
+	<-w.done
+	if w.err != nil {
+		return w.err
+	}
+	maps.Copy(fresh, w.fresh)
+	w.e.mapper.Reset()
+	return nil
+}
+
+// stop ends the wait, if it still runs, and waits for it to return. Safe to call after join, and
+// on a nil wait.
+func (w *crdWait) stop() {
+	if w == nil {
+		return
+	}
+	w.cancel()
+	<-w.done
 }
 
 // crdWatchPause separates a CRD watch that ended from the next one.

@@ -1,13 +1,20 @@
 package apply
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/ferrygitops/ferry/syncer/render"
+	"github.com/ferrygitops/ferry/test/cluster"
 )
 
 // crd declares a CRD for kind in group, namespaced or cluster-scoped.
@@ -198,7 +205,86 @@ func TestCRDEstablishmentWatched(t *testing.T) {
 	if res.Configured != 1 {
 		t.Errorf("result %+v, want 1 configured", res)
 	}
-	if watches, lists := crdCollectionReads(v.c); watches != 0 || lists != 1 {
-		t.Errorf("re-applying an established CRD read the collection with %d watches and %d LISTs, want 0 and 1", watches, lists)
+	if watches, _ := crdCollectionReads(v.c); watches != 0 {
+		t.Errorf("re-applying an established CRD watched the collection %d times, want 0", watches)
+	}
+}
+
+// holdCRDWait is a transport that holds the engine's wait for CRD establishment (a watch, or a
+// LIST by label without a page size: the ownership LIST has one) until a PATCH of the object named
+// by release is sent, or until holdFor passes.
+type holdCRDWait struct {
+	rt       http.RoundTripper
+	release  string
+	sent     chan struct{}
+	once     sync.Once
+	timedOut atomic.Bool
+}
+
+const holdFor = 5 * time.Second
+
+func (h *holdCRDWait) RoundTrip(r *http.Request) (*http.Response, error) {
+	switch {
+	case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, h.release):
+		h.once.Do(func() { close(h.sent) })
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/customresourcedefinitions") &&
+		r.URL.Query().Has("labelSelector") && !r.URL.Query().Has("limit"):
+		select {
+		case <-h.sent:
+		case <-time.After(holdFor):
+			h.timedOut.Store(true)
+		case <-r.Context().Done():
+		}
+	}
+	return h.rt.RoundTrip(r)
+}
+
+// TestCRDEstablishmentOverlaps checks that objects which do not need new CRDs' kinds (here a
+// ConfigMap, as an operator bundle's Deployment and RBAC) are applied while the apiserver
+// establishes the CRDs, not after: the transport holds the wait for establishment until the
+// ConfigMap is sent. An engine that waits first would only send it once the hold times out.
+func TestCRDEstablishmentOverlaps(t *testing.T) {
+	h := &holdCRDWait{release: "/configmaps/overlap-cfg", sent: make(chan struct{})}
+	cfg := rest.CopyConfig(cluster.Shared(t).Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { h.rt = rt; return h }
+	e, err := New(cfg, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := App{Name: "crdoverlap", Namespace: "t-crdoverlap", Prune: true}
+	objs := []render.Object{
+		namespace(t, "t-crdoverlap"),
+		crd(t, "overlaptest.ferry.dev", "Bolt", true),
+		crd(t, "overlaptest.ferry.dev", "Nut", false),
+		configMap(t, "", "overlap-cfg", "1"),
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	res, err := e.Sync(ctx, app, "r1", objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != 4 {
+		t.Errorf("result %+v, want 4 created", res)
+	}
+	if h.timedOut.Load() {
+		t.Errorf("the ConfigMap was not sent within %s of the wait for the CRDs starting: the engine waited for establishment before applying objects that do not need it", holdFor)
+	}
+
+	// A custom resource of a new CRD still waits for it: the same hold now times out, and the
+	// custom resource is applied only after the CRD is established.
+	h2 := &holdCRDWait{release: "/configmaps/never", sent: make(chan struct{})}
+	cfg2 := rest.CopyConfig(cluster.Shared(t).Config)
+	cfg2.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { h2.rt = rt; return h2 }
+	e2, err := New(cfg2, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, crd(t, "overlaptest.ferry.dev", "Washer", true), cr(t, "overlaptest.ferry.dev", "Washer", "", "w1", "1"))
+	if _, err := e2.Sync(ctx, app, "r2", objs); err != nil {
+		t.Fatal(err)
+	}
+	if !h2.timedOut.Load() {
+		t.Error("the wait for a CRD that a custom resource of the same sync needs was not held: it was not waited for before the custom resource")
 	}
 }
