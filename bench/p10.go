@@ -116,7 +116,7 @@ func (e *e2e) runP10(ctx context.Context, res *results) error {
 			var d time.Duration
 			var detail string
 			if v == "kubectl" {
-				d, err = e.p10Kubectl(ctx, rep, b)
+				d, detail, err = e.p10Kubectl(ctx, rep, b)
 			} else {
 				d, detail, err = e.p10Ferry(ctx, rep, b)
 			}
@@ -153,11 +153,12 @@ func (e *e2e) runP10(ctx context.Context, res *results) error {
 	return nil
 }
 
-// p10Kubectl times kubectl applying the bundle and waiting for its CRDs to be established.
-func (e *e2e) p10Kubectl(ctx context.Context, rep int, b *p10Bundle) (time.Duration, error) {
+// p10Kubectl times kubectl applying the bundle and waiting for its CRDs to be established. detail
+// is the CPU time the control plane spent meanwhile.
+func (e *e2e) p10Kubectl(ctx context.Context, rep int, b *p10Bundle) (time.Duration, string, error) {
 	cl, err := e.startCluster(ctx, fmt.Sprintf("cluster-p10-%d-kubectl", rep))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer cl.Stop()
 	kubectl := filepath.Join(e.p.K8sBin, "kubectl")
@@ -167,6 +168,8 @@ func (e *e2e) p10Kubectl(ctx context.Context, rep int, b *p10Bundle) (time.Durat
 	}
 	actx, cancel := context.WithTimeout(ctx, e.p.P10.Timeout)
 	defer cancel()
+	cdir := filepath.Join(e.p.Work, fmt.Sprintf("cluster-p10-%d-kubectl", rep))
+	cp0 := cpuUnder(cdir)
 	t0 := time.Now()
 	for _, args := range [][]string{
 		{"--kubeconfig", cl.Kubeconfig, "apply", "--server-side", "-f", filepath.Join(b.dir, p10File)},
@@ -176,15 +179,17 @@ func (e *e2e) p10Kubectl(ctx context.Context, rep int, b *p10Bundle) (time.Durat
 		cmd := exec.CommandContext(actx, kubectl, args...)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			return 0, fmt.Errorf("kubectl %s: %w: %s", args[2], err, bytes.TrimSpace(out.Bytes()))
+			return 0, "", fmt.Errorf("kubectl %s: %w: %s", args[2], err, bytes.TrimSpace(out.Bytes()))
 		}
 	}
-	return time.Since(t0), nil
+	d := time.Since(t0)
+	return d, fmt.Sprintf(" (control plane %s)", fmtCPU(cpuSince(cp0, cpuUnder(cdir)))), nil
 }
 
 // p10Ferry starts the ferry binary on a fresh control plane with the app holding one ConfigMap,
 // waits for its start-up sync, then pushes the commit that adds the bundle and times the hook to
-// the success status. detail is ferry's own account of the sync, from its log.
+// the success status. detail is ferry's own account of the sync, from its log, and the CPU time
+// the control plane and ferry spent meanwhile.
 func (e *e2e) p10Ferry(ctx context.Context, rep int, b *p10Bundle) (time.Duration, string, error) {
 	cl, err := e.startCluster(ctx, fmt.Sprintf("cluster-p10-%d-ferry", rep))
 	if err != nil {
@@ -214,6 +219,8 @@ func (e *e2e) p10Ferry(ctx context.Context, rep int, b *p10Bundle) (time.Duratio
 		if err != nil {
 			return err
 		}
+		cdir, fdir := filepath.Join(e.p.Work, fmt.Sprintf("cluster-p10-%d-ferry", rep)), filepath.Join(e.p.Work, fmt.Sprintf("ferry-p10-%d", rep))
+		cp0, f0 := cpuUnder(cdir), cpuUnder(fdir)
 		t0 := time.Now()
 		if err := f.sendHook(wctx, body, hdr); err != nil {
 			return err
@@ -223,7 +230,10 @@ func (e *e2e) p10Ferry(ctx context.Context, rep int, b *p10Bundle) (time.Duratio
 			return fmt.Errorf("bundle sync (log %s): %w", f.Log, err)
 		}
 		d = got["ferry/"+p10App].At.Sub(t0)
-		detail = " (" + lastSyncLine(f.Log) + ")"
+		// ferry's command line names the cluster's kubeconfig too: count it on its own.
+		cp := cpuSince(cp0, cpuUnder(cdir))
+		delete(cp, filepath.Base(e.p.FerryBin))
+		detail = fmt.Sprintf(" (%s; control plane %s; ferry process %s)", lastSyncLine(f.Log), fmtCPU(cp), fmtCPU(cpuSince(f0, cpuUnder(fdir))))
 		return nil
 	})
 	return d, detail, err
