@@ -65,10 +65,11 @@ func (e *Engine) applyObjects(ctx context.Context, objs []*desired, before map[s
 	return out, nil
 }
 
-// applyOne server-side-applies one object (its body as prepare encoded it), forcing ferry's ownership of the fields it declares,
-// and returns what the apiserver answered, read lean: the response's managed fields are most of
-// it, and decoding them whole for every object of a large first apply costs the client CPU that
-// the apiserver, on the same cores in small clusters, could use.
+// applyOne server-side-applies one object (its body as prepare encoded it), forcing ferry's
+// ownership of the fields it declares, and returns what the apiserver answered, read lean: the
+// response's managed fields are most of it, and decoding them whole for every object of a large
+// first apply costs the client CPU that the apiserver, on the same cores in small clusters, could
+// use.
 func (e *Engine) applyOne(ctx context.Context, d *desired) (*unstructured.Unstructured, error) {
 	raw, err := rawBody(e.core.RESTClient().Patch(types.ApplyPatchType).AbsPath(resourcePath(d.m.gvr, d.id.Namespace, d.id.Name)).
 		SetHeader("Accept", "application/json").

@@ -76,8 +76,8 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	}
 
 	fresh := map[string]*unstructured.Unstructured{}
-	crdWait, applyErr := e.applyStages(ctx, app, toApply, before, next, fresh, res)
-	defer crdWait.stop()
+	establishing, applyErr := e.applyStages(ctx, app, toApply, before, next, fresh, res)
+	defer establishing.stop()
 	res.Durations.Apply = time.Since(start)
 	if applyErr != nil {
 		// Keep what was applied: the inventory must know every object ferry wrote.
@@ -133,7 +133,7 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	}
 
 	healthStart := time.Now()
-	err = crdWait.join(fresh)
+	err = establishing.join(fresh)
 	if err == nil {
 		err = e.waitHealthy(ctx, app, want, fresh)
 	}
