@@ -11,6 +11,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/rest"
 
 	"github.com/ferrygitops/ferry/syncer/render"
@@ -286,5 +287,35 @@ func TestCRDEstablishmentOverlaps(t *testing.T) {
 	}
 	if !h2.timedOut.Load() {
 		t.Error("the wait for a CRD that a custom resource of the same sync needs was not held: it was not waited for before the custom resource")
+	}
+}
+
+// TestSyncLeavesRenderedObjectsAlone checks that preparing objects (namespace, labels, dropping
+// status and server-set metadata) changes copies, not the caller's rendered objects, though
+// prepare copies only what it changes.
+func TestSyncLeavesRenderedObjectsAlone(t *testing.T) {
+	v := newEnv(t)
+	app := App{Name: "pristine", Namespace: "t-pristine", Prune: true}
+	cm := obj(t, "cm.yaml", `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: pristine
+  resourceVersion: "12"
+  labels: {team: a}
+data:
+  k: v
+status:
+  phase: ignored
+`)
+	objs := []render.Object{namespace(t, "t-pristine"), crd(t, "pristine.ferry.dev", "Pebble", true), cm}
+	want := make([]map[string]any, len(objs))
+	for i, o := range objs {
+		want[i] = o.DeepCopy().Object
+	}
+	v.mustSync(t, app, "r1", objs...)
+	for i, o := range objs {
+		if !equality.Semantic.DeepEqual(o.Object, want[i]) {
+			t.Errorf("%s %s was changed by the sync:\n got %v\nwant %v", o.GetKind(), o.GetName(), o.Object, want[i])
+		}
 	}
 }
