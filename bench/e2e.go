@@ -43,8 +43,8 @@ type e2e struct {
 	logf    func(string, ...any)
 }
 
-// runE2E measures P5 idle and P2 on one control plane, then P6 on fresh ones and P7 on one, all with the
-// ferry binary, git over HTTP (git http-backend) and a fake GitHub status API.
+// runE2E measures P5 idle and P2 on one control plane, then P6, P7 and P10 on fresh ones, all
+// with the ferry binary, git over HTTP (git http-backend) and a fake GitHub status API.
 func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...any)) error {
 	if p.K8sBin == "" {
 		return errors.New("FERRY_K8S_BIN (or -k8s-bin) must name the control-plane binaries; run via make bench")
@@ -80,6 +80,11 @@ func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...a
 		if p.wants("P7") {
 			if err := e.failover(ctx, res); err != nil {
 				errs = append(errs, fmt.Errorf("P7: %w", err))
+			}
+		}
+		if p.wants("P10") {
+			if err := e.runP10(ctx, res); err != nil {
+				errs = append(errs, fmt.Errorf("P10: %w", err))
 			}
 		}
 		return nil

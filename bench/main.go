@@ -36,7 +36,7 @@ func main() {
 }
 
 // measures are the measure names -only accepts, in the order they run.
-var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7", "P11"}
+var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7", "P10", "P11"}
 
 // params is every knob of the harness; all are printed before the run and written to RESULTS.md.
 type params struct {
@@ -53,6 +53,7 @@ type params struct {
 	Keep          bool
 	MaxTotal      time.Duration
 	P1            p1Params
+	P10           p10Params
 	P11           p11Params
 	Sync          syncParams
 	E2E           e2eParams
@@ -104,6 +105,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.IntVar(&p.E2E.ChainLen, "p6-chain", 5, "P6: length of each dependsOn chain")
 	fs.DurationVar(&p.E2E.Timeout, "e2e-timeout", 3*time.Minute, "P2/P6: bound of each wait for statuses")
 
+	fs.IntVar(&p.P10.Reps, "p10-reps", 5, "P10: repetitions (each starts two fresh control planes); 0 uses -reps")
+	fs.DurationVar(&p.P10.Timeout, "p10-timeout", 3*time.Minute, "P10: bound of each apply, wait and sync")
+
 	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync, flood)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -141,6 +145,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	if p.P3Reps > 0 {
 		p.Sync.Reps = p.P3Reps
 	}
+	if p.P10.Reps <= 0 {
+		p.P10.Reps = p.Reps
+	}
 	p.P1.Profile = "p1-ferry-cpu.pprof"
 	return p, nil
 }
@@ -160,6 +167,8 @@ func (p *params) describe() []string {
 		fmt.Sprintf("P7: two ferry replicas on one NATS server (embedded in the bench, on 127.0.0.1), SIGKILL of the one running a sync; %d repetitions; baseline binary %s", p.Reps, dash(p.P7BaselineBin)),
 		fmt.Sprintf("P11: ferry binary %s, its cluster unreachable; %d clients post %d bodies of %d bytes (even ones unsigned, odd ones with a wrong signature) for at most %s from a child process at nice 19; a genuine signed push every %s, 50 before the flood as the baseline; VmRSS sampled every %s",
 			p.FerryBin, p.P11.Clients, p.P11.Bodies, p.P11.BodyBytes, p.P11.Duration, p.P11.HookEvery, p11Sample),
+		fmt.Sprintf("P10: %s@%s %s (Deployment scaled to 0 replicas: no kubelet) pushed to an app of the ferry binary (%s), hook → success status, vs kubectl apply --server-side -f + kubectl wait --for=condition=established on its CRDs; %d repetitions, each variant on a fresh control plane, order rotating; bound %s",
+			p10Module, p10Version, p10File, p.FerryBin, p.P10.Reps, p.P10.Timeout),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}
 }
@@ -239,8 +248,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if (p.wants("P3") || p.wants("P4") || p.wants("P5")) && len(p.Sync.Variants) > 0 {
 		step("P3/P4/P5 sync", func() error { return runSync(ctx, p, res, logf) })
 	}
-	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P7") {
-		step("P2/P5 idle/P6/P7", func() error { return runE2E(ctx, p, res, logf) })
+	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P7") || p.wants("P10") {
+		step("P2/P5 idle/P6/P7/P10", func() error { return runE2E(ctx, p, res, logf) })
 	}
 	if p.wants("P11") {
 		step("P11", func() error { return runP11(ctx, p, res, logf) })

@@ -173,3 +173,42 @@ func TestDecodeLeanList(t *testing.T) {
 		t.Error("a malformed list decoded without error")
 	}
 }
+
+// TestDecodeLeanCRDWithoutSpec checks that a CRD is read without its spec (its OpenAPI schema,
+// megabytes for large operators) and that kstatus still reads its establishment from the status.
+func TestDecodeLeanCRDWithoutSpec(t *testing.T) {
+	const crdJSON = `{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+"metadata":{"name":"widgets.example.com","uid":"7f1c","resourceVersion":"90","generation":1,
+  "managedFields":[{"manager":"ferry","operation":"Apply","fieldsV1":{"f:spec":{"f:versions":{}}}}]},
+"spec":{"group":"example.com","scope":"Namespaced","names":{"kind":"Widget","plural":"widgets"},
+  "versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","properties":{"spec":{"type":"object","maxProperties":3}}}}}]},
+"status":{"acceptedNames":{"kind":"Widget","plural":"widgets"},"storedVersions":["v1"],
+  "conditions":[{"type":"NamesAccepted","status":"True","reason":"NoConflicts"},{"type":"Established","status":"True","reason":"InitialNamesAccepted"}]}}`
+	u, err := decodeLeanObject([]byte(crdJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := u.Object["spec"]; ok {
+		t.Error("the CRD's spec was decoded")
+	}
+	if u.GetName() != "widgets.example.com" || u.GetUID() != "7f1c" || u.GetGeneration() != 1 || u.GetResourceVersion() != "90" {
+		t.Errorf("metadata read as %v", u.Object["metadata"])
+	}
+	r, err := status.Compute(u)
+	if err != nil || r.Status != status.CurrentStatus {
+		t.Errorf("kstatus on the lean CRD: %v, %v; want Current", r, err)
+	}
+	// The same bytes as another kind keep their spec: only specless kinds drop it.
+	other := strings.Replace(crdJSON, `"kind":"CustomResourceDefinition"`, `"kind":"Widget"`, 1)
+	u, err = decodeLeanObject([]byte(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, _, _ := unstructured.NestedString(u.Object, "spec", "group"); g != "example.com" {
+		t.Errorf("spec of a kind that is not specless: %v", u.Object["spec"])
+	}
+	mp, _, _ := unstructured.NestedSlice(u.Object, "spec", "versions")
+	if n, _, _ := unstructured.NestedInt64(mp[0].(map[string]any), "schema", "openAPIV3Schema", "properties", "spec", "maxProperties"); n != 3 {
+		t.Errorf("an integer in a decoded spec: %#v, want int64 3", mp[0])
+	}
+}

@@ -3,6 +3,7 @@ package apply
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -15,7 +16,8 @@ import (
 // leanObject is what the engine reads of a live object: its identity, the metadata the inventory
 // records, spec and status. Managed fields, annotations and the rest are skipped without being
 // decoded; on a Deployment that makes reading it several times cheaper than decoding it whole
-// into an unstructured object, which matters when hundreds are applied or polled at once.
+// into an unstructured object, which matters when hundreds are applied or polled at once. The
+// spec is kept raw until it is known to be needed: see specless.
 type leanObject struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
@@ -27,9 +29,14 @@ type leanObject struct {
 		Generation        int64  `json:"generation"`
 		DeletionTimestamp string `json:"deletionTimestamp"`
 	} `json:"metadata"`
-	Spec   map[string]any `json:"spec"`
+	Spec   jsontext.Value `json:"spec"`
 	Status map[string]any `json:"status"`
 }
+
+// specless are kinds whose health kstatus reads from their status alone and whose spec can be
+// megabytes: a CRD's spec is its OpenAPI schema (the ten of a Prometheus operator bundle weigh
+// 4 MB), which an apply response or a poll would otherwise decode into maps for nothing.
+var specless = map[schema.GroupKind]bool{crdGK: true}
 
 // leanList is a LIST response read the same way.
 type leanList struct {
@@ -40,8 +47,9 @@ type leanList struct {
 }
 
 // unstructured returns o as an object kstatus and the inventory can read. apiVersion and kind
-// fill in for items of built-in lists, which carry neither.
-func (o *leanObject) unstructured(apiVersion, kind string) *unstructured.Unstructured {
+// fill in for items of built-in lists, which carry neither. The spec of a specless kind is left
+// out.
+func (o *leanObject) unstructured(apiVersion, kind string) (*unstructured.Unstructured, error) {
 	if o.APIVersion != "" {
 		apiVersion = o.APIVersion
 	}
@@ -59,13 +67,20 @@ func (o *leanObject) unstructured(apiVersion, kind string) *unstructured.Unstruc
 		md["generation"] = o.Metadata.Generation
 	}
 	obj := map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": md}
-	if o.Spec != nil {
-		obj["spec"] = o.Spec
+	gk := schema.FromAPIVersionAndKind(apiVersion, kind).GroupKind()
+	if len(o.Spec) > 0 && !specless[gk] {
+		var spec map[string]any
+		if err := jsonv2.Unmarshal(o.Spec, &spec, intsAsInt64); err != nil {
+			return nil, fmt.Errorf("decode spec of %s %s: %w", kind, o.Metadata.Name, err)
+		}
+		if spec != nil {
+			obj["spec"] = spec
+		}
 	}
 	if o.Status != nil {
 		obj["status"] = o.Status
 	}
-	return &unstructured.Unstructured{Object: obj}
+	return &unstructured.Unstructured{Object: obj}, nil
 }
 
 // decodeLeanObject reads one object, as an apply answers with it.
@@ -74,7 +89,7 @@ func decodeLeanObject(body []byte) (*unstructured.Unstructured, error) {
 	if err := jsonv2.Unmarshal(body, &o, jsontext.AllowDuplicateNames(true), intsAsInt64); err != nil {
 		return nil, fmt.Errorf("decode object: %w", err)
 	}
-	return o.unstructured("", ""), nil
+	return o.unstructured("", "")
 }
 
 // decodeLeanList reads a LIST response and returns its items and the continue token.
@@ -85,7 +100,11 @@ func decodeLeanList(body []byte, apiVersion, kind string) ([]*unstructured.Unstr
 	}
 	out := make([]*unstructured.Unstructured, 0, len(l.Items))
 	for i := range l.Items {
-		out = append(out, l.Items[i].unstructured(apiVersion, kind))
+		u, err := l.Items[i].unstructured(apiVersion, kind)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, u)
 	}
 	return out, l.Metadata.Continue, nil
 }
@@ -137,3 +156,14 @@ var intsAsInt64 = jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jso
 	*v = f
 	return nil
 }))
+
+// shallowCopy copies what prepare changes in a rendered object (the top level and its metadata)
+// and shares the rest, which nothing in the engine writes: deep-copying a large CRD's schema for
+// every sync would cost more than applying it.
+func shallowCopy(u *unstructured.Unstructured) *unstructured.Unstructured {
+	obj := maps.Clone(u.Object)
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		obj["metadata"] = maps.Clone(md)
+	}
+	return &unstructured.Unstructured{Object: obj}
+}

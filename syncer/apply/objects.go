@@ -76,6 +76,8 @@ type desired struct {
 	stage int
 	// definedHere: a CRD among the objects being applied defines the kind.
 	definedHere bool
+	// body is obj as sent: encoded once, for the hash and the apply request both.
+	body []byte
 }
 
 // crdInfo is what a CRD in the desired set says about the kind it defines, so that its custom
@@ -197,7 +199,7 @@ func (e *Engine) prepare(_ context.Context, app App, objs []render.Object) ([]*d
 	seen := make(map[string]string, len(objs))
 	var errs []error
 	for _, o := range objs {
-		obj := o.DeepCopy()
+		obj := shallowCopy(o.Unstructured)
 		gvk := obj.GroupVersionKind()
 		name := ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}.String()
 		_, definedHere := r.crds[gvk.GroupKind()]
@@ -252,12 +254,12 @@ func (e *Engine) prepare(_ context.Context, app App, objs []render.Object) ([]*d
 			continue
 		}
 		seen[d.id.key()] = o.File
-		h, err := hashObject(obj)
+		body, h, err := hashObject(obj)
 		if err != nil {
 			errs = append(errs, &Error{Stage: StagePrepare, Object: d.id.String(), File: o.File, Message: err.Error(), Err: err})
 			continue
 		}
-		d.hash = h
+		d.body, d.hash = body, h
 		out = append(out, d)
 	}
 	if len(errs) > 0 {
@@ -267,13 +269,13 @@ func (e *Engine) prepare(_ context.Context, app App, objs []render.Object) ([]*d
 	return out, nil
 }
 
-// hashObject fingerprints the object exactly as it is sent. encoding/json sorts map keys, so equal
-// objects hash equally whatever their YAML key order was.
-func hashObject(u *unstructured.Unstructured) (string, error) {
+// hashObject encodes the object as it is sent and fingerprints that encoding. encoding/json sorts
+// map keys, so equal objects hash equally whatever their YAML key order was.
+func hashObject(u *unstructured.Unstructured) ([]byte, string, error) {
 	b, err := json.Marshal(u.Object)
 	if err != nil {
-		return "", fmt.Errorf("encode object: %w", err)
+		return nil, "", fmt.Errorf("encode object: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16]), nil
+	return b, hex.EncodeToString(sum[:16]), nil
 }

@@ -31,7 +31,8 @@ type Durations struct {
 	Apply time.Duration
 	// Prune covers deleting objects that left Git and writing the inventory.
 	Prune time.Duration
-	// Health covers waiting for applied objects to become Current.
+	// Health covers waiting for applied objects to become Current, and for new CRDs to be
+	// established when no later stage needed them (that wait starts during Apply).
 	Health time.Duration
 }
 

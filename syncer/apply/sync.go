@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ferrygitops/ferry/syncer/render"
 )
@@ -75,7 +76,8 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	}
 
 	fresh := map[string]*unstructured.Unstructured{}
-	applyErr := e.applyStages(ctx, app, toApply, before, next, fresh, res)
+	establishing, applyErr := e.applyStages(ctx, app, toApply, before, next, fresh, res)
+	defer establishing.stop()
 	res.Durations.Apply = time.Since(start)
 	if applyErr != nil {
 		// Keep what was applied: the inventory must know every object ferry wrote.
@@ -131,7 +133,10 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	}
 
 	healthStart := time.Now()
-	err = e.waitHealthy(ctx, app, want, fresh)
+	err = establishing.join(fresh)
+	if err == nil {
+		err = e.waitHealthy(ctx, app, want, fresh)
+	}
 	res.Durations.Health = time.Since(healthStart)
 	e.log.InfoContext(ctx, "sync", "app", app.Name, "revision", revision, "created", res.Created,
 		"configured", res.Configured, "unchanged", res.Unchanged, "pruned", res.Pruned,
@@ -139,11 +144,15 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	return res, err
 }
 
-// applyStages applies toApply stage by stage, recording every success in next and res. After the
-// first stage it waits for applied CRDs to be established and resets the discovery cache, so the
-// custom resources of the second stage (and later syncs) find their kinds.
+// applyStages applies toApply stage by stage, recording every success in next and res. After a
+// stage that applied CRDs, the discovery cache is reset once they are established, so the custom
+// resources of later stages (and later syncs) find their kinds. The establishment is waited for
+// before the next stage only if a later stage holds a kind the CRDs define; otherwise the rest of
+// the sync goes on while the apiserver establishes them, which for large CRDs takes seconds, and
+// the returned wait is joined before the health wait (or stopped).
 func (e *Engine) applyStages(ctx context.Context, app App, toApply []*desired, before map[string]liveMeta,
-	next *inventory, fresh map[string]*unstructured.Unstructured, res *Result) error {
+	next *inventory, fresh map[string]*unstructured.Unstructured, res *Result) (*crdWait, error) {
+	var bg *crdWait
 	for stage := range numStages {
 		var batch []*desired
 		for _, d := range toApply {
@@ -166,16 +175,38 @@ func (e *Engine) applyStages(ctx context.Context, app App, toApply []*desired, b
 			}
 		}
 		if err != nil {
-			return err
+			return bg, err
 		}
-		if len(crds) > 0 {
-			if err := e.waitEstablished(ctx, app.Name, crds); err != nil {
-				return err
-			}
-			e.mapper.Reset()
+		if len(crds) == 0 {
+			continue
+		}
+		if bg == nil && !neededLater(crds, toApply, stage) {
+			bg = e.startWaitEstablished(ctx, app.Name, crds, fresh)
+			continue
+		}
+		if err := e.waitEstablished(ctx, app.Name, crds, fresh); err != nil {
+			return bg, err
+		}
+		e.mapper.Reset()
+	}
+	return bg, nil
+}
+
+// neededLater reports whether an object of a stage after stage has a kind that one of crds
+// defines, and so cannot be applied before they are established.
+func neededLater(crds []*desired, toApply []*desired, stage int) bool {
+	kinds := map[schema.GroupKind]bool{}
+	for _, d := range crds {
+		g, _, _ := unstructured.NestedString(d.obj.Object, "spec", "group")
+		k, _, _ := unstructured.NestedString(d.obj.Object, "spec", "names", "kind")
+		kinds[schema.GroupKind{Group: g, Kind: k}] = true
+	}
+	for _, d := range toApply {
+		if d.stage > stage && kinds[schema.GroupKind{Group: d.id.Group, Kind: d.id.Kind}] {
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
 // writeIfChanged writes next unless it is what was read, so an unchanged re-sync writes nothing.
