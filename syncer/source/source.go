@@ -82,6 +82,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Timeout bounds one exchange with a remote; zero means DefaultTimeout.
 	Timeout time.Duration
+	// MaxFetchBytes bounds the pack data one fetch receives; zero means MaxFetchBytes.
+	MaxFetchBytes int64
 }
 
 // Cache is the set of local bare repositories. It is safe for concurrent use. Operations on
@@ -99,6 +101,8 @@ type cached struct {
 	// behind a long fetch can give up when its context ends.
 	sem  chan struct{}
 	repo *git.Repository
+	// dir is the bare repository's directory.
+	dir string
 }
 
 // lock takes the repository's lock, or gives up with ctx.
@@ -126,6 +130,9 @@ func New(opts Options) (*Cache, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxFetchBytes <= 0 {
+		opts.MaxFetchBytes = MaxFetchBytes
 	}
 	return &Cache{opts: opts, repos: map[string]*cached{}}, nil
 }
@@ -168,7 +175,7 @@ func (c *Cache) open(r Repo) (*cached, error) {
 			return nil, fmt.Errorf("git cache for %s: %w", r.Name, err)
 		}
 	}
-	e := &cached{sem: make(chan struct{}, 1), repo: repo}
+	e := &cached{sem: make(chan struct{}, 1), repo: repo, dir: dir}
 	c.repos[r.Name] = e
 	return e, nil
 }
@@ -202,7 +209,12 @@ func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) e
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	err = fetch(ctx, git.NewRemote(e.repo.Storer, remoteConfig(remoteURL)), auth, specs)
+	err = fetch(ctx, git.NewRemote(boundedStorer{Storer: e.repo.Storer, limit: c.opts.MaxFetchBytes}, remoteConfig(remoteURL)), auth, specs)
+	if errors.Is(err, ErrFetchTooLarge) {
+		if rerr := removePartialPacks(e.dir); rerr != nil {
+			c.opts.Logger.Warn("git cache: partial pack not removed", "repo", r.Name, "err", rerr)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", r.Name, redact(classify(err), secrets...))
 	}
