@@ -51,7 +51,7 @@ type BoundError struct {
 
 // Error implements error.
 func (e *BoundError) Error() string {
-	return fmt.Sprintf("%s: %s exceed %s (%d): refused", e.File, e.What, e.Bound, e.Limit)
+	return fmt.Sprintf("%s: over %s (%d): %s", e.File, e.Bound, e.Limit, e.What)
 }
 
 // Is lets callers test errors.Is(err, ErrBound).

@@ -68,7 +68,7 @@ func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, o
 	kopts.Reorder = krusty.ReorderOptionNone
 	m, err := krusty.MakeKustomizer(kopts).Run(mem, "/"+dir)
 	if b.exceeded != nil {
-		return nil, fmt.Errorf("%s: kustomize build: %w", kfile, b.exceeded)
+		return nil, b.exceeded // it names the file kustomize was reading
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: kustomize build: %w", kfile, err)
