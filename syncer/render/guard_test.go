@@ -197,3 +197,32 @@ func TestRenderObjectBound(t *testing.T) {
 	_, err := Render(repo(map[string]string{"apps/a/list.yaml": b.String()}), "apps/a", DefaultOptions())
 	wantBound(t, err, "MaxRenderObjects", "apps/a/list.yaml")
 }
+
+func TestKustomizeReadsCountEachTime(t *testing.T) {
+	// A base reached through eight overlays is read eight times by kustomize: each read is
+	// charged, so overlays cannot multiply a base past MaxRenderBytes for free.
+	kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+	payload := strings.Repeat("z", 64<<10)
+	files := map[string]string{
+		"base/kustomization.yaml": kust + "resources: [cm.yaml]\n",
+		"base/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  k: " + payload + "\n",
+	}
+	top := kust + "resources:\n"
+	for i := range 8 {
+		files[fmt.Sprintf("o%d/kustomization.yaml", i)] = kust + fmt.Sprintf("namePrefix: o%d-\nresources: [../base]\n", i)
+		top += fmt.Sprintf("- ../o%d\n", i)
+	}
+	files["app/kustomization.yaml"] = top
+	b := &budget{}
+	objs, err := renderKustomization(repo(files), "app", "app/kustomization.yaml", DefaultOptions(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 8 {
+		t.Fatalf("%d objects, want 8", len(objs))
+	}
+	// Copied once, read by kustomize eight times, produced eight times.
+	if min := int64(17 * len(payload)); b.read < min {
+		t.Errorf("charged %d bytes, want at least %d: every read of the base counts", b.read, min)
+	}
+}
