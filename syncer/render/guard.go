@@ -106,10 +106,11 @@ func (b *budget) admit(file string, data []byte) error {
 
 // aliasCost parses data as YAML documents, without expanding aliases, and returns the scalar
 // bytes its aliases add once expanded, refusing a file past MaxAliasNodes or MaxAliasBytes or an
-// alias that contains itself. A file with no '*' has no alias and is not parsed. Content that is
-// not YAML (a generator's input file) costs nothing more: whatever parses it as YAML fails.
+// alias that contains itself. A file without both '&' and '*' has no anchor or no alias and is
+// not parsed. Content that is not YAML (a generator's input file) costs nothing more: whatever
+// parses it as YAML fails.
 func aliasCost(file string, data []byte) (int64, error) {
-	if !bytes.Contains(data, []byte("*")) {
+	if !bytes.Contains(data, []byte("*")) || !bytes.Contains(data, []byte("&")) {
 		return 0, nil
 	}
 	dec := yamlv3.NewDecoder(bytes.NewReader(data))
