@@ -30,6 +30,12 @@ const (
 	MaxRenderBytes = 64 << 20
 	// MaxRenderObjects bounds the objects one render produces.
 	MaxRenderObjects = 10_000
+	// MaxRenderNodes bounds the YAML nodes one render parses, estimated before parsing from the
+	// marks that start a node (newlines, commas, colons, brackets, "- ") plus what aliases add.
+	// Parsers hold hundreds of bytes per node (kustomize over a KiB), so a few MiB of dense
+	// YAML ("[1,1,1,…]") would cost GiBs; real manifests have one mark per ~30 bytes (the
+	// prometheus-operator bundle, 4 MiB, counts 130,000).
+	MaxRenderNodes = 250_000
 )
 
 // ErrBound marks a render that went past one of its bounds. Such an error is permanent: the same
@@ -61,6 +67,7 @@ func (e *BoundError) Is(target error) bool { return target == ErrBound }
 // checks, the kustomize build and a retry of the build on the whole commit.
 type budget struct {
 	read    int64
+	nodes   int64
 	objects int
 	// exceeded is the first bound gone past: kustomize flattens the errors of the files it
 	// reads into text, so the render takes the typed error from here.
@@ -101,17 +108,39 @@ func (b *budget) admit(file string, data []byte) error {
 	if err != nil {
 		return b.fail(err)
 	}
-	return b.charge(file, int64(len(data))+added)
+	b.nodes += nodeMarks(data) + added.nodes
+	if b.nodes > MaxRenderNodes {
+		return b.fail(&BoundError{File: file, Bound: "MaxRenderNodes", Limit: MaxRenderNodes, What: "YAML nodes parsed by one render (estimated, each read counted)"})
+	}
+	return b.charge(file, int64(len(data))+added.bytes)
 }
 
-// aliasCost parses data as YAML documents, without expanding aliases, and returns the scalar
-// bytes its aliases add once expanded, refusing a file past MaxAliasNodes or MaxAliasBytes or an
+// nodeMarks counts what may start a YAML node: a node follows a newline, a comma, a colon, an
+// opening bracket or brace, or a "- ". It may count more than the nodes (a colon in prose), never
+// much fewer.
+func nodeMarks(data []byte) int64 {
+	var n int64
+	for i, c := range data {
+		switch c {
+		case '\n', ',', ':', '[', '{':
+			n++
+		case '-':
+			if i+1 < len(data) && (data[i+1] == ' ' || data[i+1] == '\n') {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// aliasCost parses data as YAML documents, without expanding aliases, and returns the nodes and
+// scalar bytes its aliases add once expanded, refusing a file past MaxAliasNodes or MaxAliasBytes or an
 // alias that contains itself. A file without both '&' and '*' has no anchor or no alias and is
 // not parsed. Content that is not YAML (a generator's input file) costs nothing more: whatever
 // parses it as YAML fails.
-func aliasCost(file string, data []byte) (int64, error) {
+func aliasCost(file string, data []byte) (expansion, error) {
 	if !bytes.Contains(data, []byte("*")) || !bytes.Contains(data, []byte("&")) {
-		return 0, nil
+		return expansion{}, nil
 	}
 	dec := yamlv3.NewDecoder(bytes.NewReader(data))
 	var total expansion
@@ -126,18 +155,18 @@ func aliasCost(file string, data []byte) (int64, error) {
 		s := &sizer{memo: map[*yamlv3.Node]expansion{}, active: map[*yamlv3.Node]bool{}}
 		full, err := s.size(&doc)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", file, err)
+			return expansion{}, fmt.Errorf("%s: %w", file, err)
 		}
 		total.nodes = satAdd(total.nodes, full.nodes-s.written.nodes)
 		total.bytes = satAdd(total.bytes, full.bytes-s.written.bytes)
 		if total.nodes > MaxAliasNodes {
-			return 0, &BoundError{File: file, Bound: "MaxAliasNodes", Limit: MaxAliasNodes, What: "YAML nodes added by aliases"}
+			return expansion{}, &BoundError{File: file, Bound: "MaxAliasNodes", Limit: MaxAliasNodes, What: "YAML nodes added by aliases"}
 		}
 		if total.bytes > MaxAliasBytes {
-			return 0, &BoundError{File: file, Bound: "MaxAliasBytes", Limit: MaxAliasBytes, What: "YAML bytes added by aliases"}
+			return expansion{}, &BoundError{File: file, Bound: "MaxAliasBytes", Limit: MaxAliasBytes, What: "YAML bytes added by aliases"}
 		}
 	}
-	return total.bytes, nil
+	return total, nil
 }
 
 // expansion is the size of a YAML node once its aliases are expanded.

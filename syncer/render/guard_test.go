@@ -226,3 +226,19 @@ func TestKustomizeReadsCountEachTime(t *testing.T) {
 		t.Errorf("charged %d bytes, want at least %d: every read of the base counts", b.read, min)
 	}
 }
+
+func TestDenseYAMLBound(t *testing.T) {
+	// One MiB of "1," is half a million nodes: parsers hold hundreds of bytes for each.
+	dense := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\nx: [" + strings.Repeat("1,", 512<<10) + "1]\n"
+	for _, files := range []map[string]string{
+		{"apps/a/d.yaml": dense},
+		{"apps/a/d.yaml": dense, "apps/a/kustomization.yaml": "resources: [d.yaml]\n"},
+	} {
+		_, err := Render(repo(files), "apps/a", DefaultOptions())
+		wantBound(t, err, "MaxRenderNodes", "apps/a/d.yaml")
+	}
+	// The estimate stays near the real count: cm has 13 nodes (the mapping, keys, values).
+	if n := nodeMarks([]byte(cm("a"))); n < 6 || n > 2*13 {
+		t.Errorf("a ConfigMap of 13 nodes counts %d marks", n)
+	}
+}
