@@ -60,8 +60,8 @@ func peakRSS(t *testing.T, pid int) int64 {
 }
 
 // TestHostileRenders opens pull requests that try to exhaust ferry's memory while rendering: a
-// YAML alias bomb nested in a kustomization, a large anchor repeated in a plain manifest, and one
-// 4 MiB blob at 150 paths. Each preview fails with a status naming the bound and the file, ferry
+// YAML alias bomb nested in a kustomization, a large anchor repeated in a plain manifest, one
+// 4 MiB blob at 150 paths, and 2 MiB of dense YAML (a million nodes) in a kustomization. Each preview fails with a status naming the bound and the file, ferry
 // stays up, and a deploy pushed afterwards goes through.
 func TestHostileRenders(t *testing.T) {
 	ns := "e2e-hostile"
@@ -103,6 +103,10 @@ func TestHostileRenders(t *testing.T) {
 			"apps/web/big.yaml": hostileAnchor(512<<10, 600),
 		}},
 		{"one blob at 150 paths", "web", "MaxRenderBytes", "apps/web/copies/c", amplified},
+		{"dense YAML in a kustomize base", "kust", "MaxRenderNodes", "base/kust/dense.yaml", map[string]string{
+			"base/kust/kustomization.yaml": kust + "resources: [cm.yaml, dense.yaml]\n",
+			"base/kust/dense.yaml":         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dense\nx: [" + strings.Repeat("1,", 1<<20) + "1]\n",
+		}},
 	}
 	for i, a := range attacks {
 		number := 30 + i
