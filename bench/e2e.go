@@ -77,6 +77,11 @@ func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...a
 				errs = append(errs, fmt.Errorf("P6: %w", err))
 			}
 		}
+		if p.wants("P11R") {
+			if err := e.renderRSS(ctx, res); err != nil {
+				errs = append(errs, fmt.Errorf("P11 render: %w", err))
+			}
+		}
 		return nil
 	})
 	return errors.Join(append(errs, err)...)
