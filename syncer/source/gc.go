@@ -207,21 +207,24 @@ func (e *cached) deleteUnreachable(live map[plumbing.Hash]bool) error {
 	if len(dead) == 0 {
 		return nil
 	}
-	// Close the pack files go-git keeps open, so their space is given back when they are deleted.
+	// Close the pack files go-git keeps open, so their space is given back when they are deleted;
+	// whatever happens next, the repository is opened again.
 	if c, ok := e.repo.Storer.(io.Closer); ok {
 		_ = c.Close()
 	}
+	var errs []error
 	for _, p := range dead {
 		if err := pos.DeleteOldObjectPackAndIndex(p, time.Time{}); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("delete pack %s: %w", p, err)
+			errs = append(errs, fmt.Errorf("delete pack %s: %w", p, err))
+			break
 		}
 	}
 	repo, err := git.PlainOpen(e.dir)
 	if err != nil {
-		return fmt.Errorf("open the cache again: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("open the cache again: %w", err))...)
 	}
 	e.repo = repo
-	return nil
+	return errors.Join(errs...)
 }
 
 // packUsed reports whether any object of the pack whose index is at idxPath is live.
