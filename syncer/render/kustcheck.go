@@ -39,18 +39,14 @@ type kustChecker struct {
 	inputs map[string]bool
 }
 
-// checkKustomizations refuses, before kustomize runs, everything that would reach outside the
+// walkKustomizations refuses, before kustomize runs, everything that would reach outside the
 // commit or run code: remote resources, bases and components, URLs in file fields, paths leaving the
 // repository, Helm charts, and generators/transformers/validators that are not kustomize builtins.
 // kustomize itself is also run with plugins disabled; this check exists to say precisely which entry
 // of which file is the problem, and to stop kustomize from trying a git clone for a missing base.
-func checkKustomizations(fsys fs.FS, dir string) error {
-	_, err := walkKustomizations(fsys, dir, &budget{})
-	return err
-}
-
-// walkKustomizations runs the checks of checkKustomizations and returns the inputs it reached.
-// What it reads is admitted (aliases bounded) and charged to b before it is parsed.
+//
+// It returns the inputs it reached. What it reads is admitted (aliases bounded) and charged to b
+// before it is parsed.
 func walkKustomizations(fsys fs.FS, dir string, b *budget) (map[string]bool, error) {
 	c := &kustChecker{fsys: fsys, budget: b, visited: map[string]bool{}, inputs: map[string]bool{}}
 	return c.inputs, c.check(dir, false)

@@ -23,7 +23,7 @@ import (
 const originAnnotation = "config.kubernetes.io/origin"
 
 // renderKustomization builds the kustomization in dir. Before the build, every kustomization
-// reachable from dir is checked (see checkKustomizations) so that remote bases, plugins and Helm
+// reachable from dir is checked (see walkKustomizations) so that remote bases, plugins and Helm
 // are refused with a message naming the entry, instead of kustomize trying the network or failing
 // obscurely. What that walk reached (the kustomization directories and the files they name) is
 // copied into an in-memory filesystem mounted at "/", so kustomize cannot read anything but the
