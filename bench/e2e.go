@@ -87,6 +87,11 @@ func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...a
 				errs = append(errs, fmt.Errorf("P10: %w", err))
 			}
 		}
+		if p.wants("P11R") {
+			if err := e.renderRSS(ctx, res); err != nil {
+				errs = append(errs, fmt.Errorf("P11 render: %w", err))
+			}
+		}
 		return nil
 	})
 	return errors.Join(append(errs, err)...)

@@ -36,7 +36,7 @@ func main() {
 }
 
 // measures are the measure names -only accepts, in the order they run.
-var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7", "P10", "P11"}
+var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7", "P10", "P11", "P11R"}
 
 // params is every knob of the harness; all are printed before the run and written to RESULTS.md.
 type params struct {
@@ -248,8 +248,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if (p.wants("P3") || p.wants("P4") || p.wants("P5")) && len(p.Sync.Variants) > 0 {
 		step("P3/P4/P5 sync", func() error { return runSync(ctx, p, res, logf) })
 	}
-	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P7") || p.wants("P10") {
-		step("P2/P5 idle/P6/P7/P10", func() error { return runE2E(ctx, p, res, logf) })
+	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P7") || p.wants("P10") || p.wants("P11R") {
+		step("P2/P5 idle/P6/P7/P10/P11R", func() error { return runE2E(ctx, p, res, logf) })
 	}
 	if p.wants("P11") {
 		step("P11", func() error { return runP11(ctx, p, res, logf) })

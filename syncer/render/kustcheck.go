@@ -33,24 +33,22 @@ type fieldEntries struct {
 // kustChecker walks every kustomization reachable from the app's directory.
 type kustChecker struct {
 	fsys    fs.FS
+	budget  *budget
 	visited map[string]bool
 	// inputs collects the kustomization directories and the files the walk reaches.
 	inputs map[string]bool
 }
 
-// checkKustomizations refuses, before kustomize runs, everything that would reach outside the
+// walkKustomizations refuses, before kustomize runs, everything that would reach outside the
 // commit or run code: remote resources, bases and components, URLs in file fields, paths leaving the
 // repository, Helm charts, and generators/transformers/validators that are not kustomize builtins.
 // kustomize itself is also run with plugins disabled; this check exists to say precisely which entry
 // of which file is the problem, and to stop kustomize from trying a git clone for a missing base.
-func checkKustomizations(fsys fs.FS, dir string) error {
-	_, err := walkKustomizations(fsys, dir)
-	return err
-}
-
-// walkKustomizations runs the checks of checkKustomizations and returns the inputs it reached.
-func walkKustomizations(fsys fs.FS, dir string) (map[string]bool, error) {
-	c := &kustChecker{fsys: fsys, visited: map[string]bool{}, inputs: map[string]bool{}}
+//
+// It returns the inputs it reached. What it reads is admitted (aliases bounded) and charged to b
+// before it is parsed.
+func walkKustomizations(fsys fs.FS, dir string, b *budget) (map[string]bool, error) {
+	c := &kustChecker{fsys: fsys, budget: b, visited: map[string]bool{}, inputs: map[string]bool{}}
 	return c.inputs, c.check(dir, false)
 }
 
@@ -67,7 +65,7 @@ func (c *kustChecker) check(dir string, configsOnly bool) error {
 	if kfile == "" {
 		return &RefusedError{File: dir, Entry: "directory", Reason: "referenced as a kustomization but has no kustomization.yaml"}
 	}
-	data, err := fs.ReadFile(c.fsys, kfile)
+	data, err := c.read(kfile)
 	if err != nil {
 		return fmt.Errorf("%s: %w", kfile, err)
 	}
@@ -210,11 +208,23 @@ func (c *kustChecker) pluginEntry(kfile, dir, field, e string) error {
 
 // configFile checks every document of a generator/transformer config file.
 func (c *kustChecker) configFile(kfile, entry, p string) error {
-	data, err := fs.ReadFile(c.fsys, p)
+	data, err := c.read(p)
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", kfile, entry, err)
 	}
 	return checkConfigs(kfile, entry, data)
+}
+
+// read reads a file of the commit, at most DefaultMaxFileSize bytes, and admits it to the budget.
+func (c *kustChecker) read(p string) ([]byte, error) {
+	data, err := readLimited(c.fsys, p, DefaultMaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.budget.admit(p, data); err != nil {
+		return nil, err
+	}
+	return data, nil
 }
 
 // checkConfigs refuses any config that is not a kustomize builtin, or that is Helm.

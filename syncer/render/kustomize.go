@@ -23,37 +23,39 @@ import (
 const originAnnotation = "config.kubernetes.io/origin"
 
 // renderKustomization builds the kustomization in dir. Before the build, every kustomization
-// reachable from dir is checked (see checkKustomizations) so that remote bases, plugins and Helm
+// reachable from dir is checked (see walkKustomizations) so that remote bases, plugins and Helm
 // are refused with a message naming the entry, instead of kustomize trying the network or failing
 // obscurely. What that walk reached (the kustomization directories and the files they name) is
 // copied into an in-memory filesystem mounted at "/", so kustomize cannot read anything but the
 // commit's files, and a render reads its app's part of a monorepo, not all of it. Should the build
 // fail, it runs once more on a copy of the whole commit, in case kustomize wanted a file the walk
-// did not foresee.
-func renderKustomization(fsys fs.FS, dir, kfile string, opts Options) ([]Object, error) {
-	inputs, err := walkKustomizations(fsys, dir)
+// did not foresee; not when it went past a bound, which the retry could only go past again.
+// Both builds and the walk share the render's budget b.
+func renderKustomization(fsys fs.FS, dir, kfile string, opts Options, b *budget) ([]Object, error) {
+	inputs, err := walkKustomizations(fsys, dir, b)
 	if err != nil {
 		return nil, err
 	}
-	objs, err := buildKustomization(fsys, inputs, dir, kfile, opts)
-	if err == nil {
-		return objs, nil
+	objs, err := buildKustomization(fsys, inputs, dir, kfile, opts, b)
+	if err == nil || errors.Is(err, ErrBound) {
+		return objs, err
 	}
 	// A broken kustomization fails both ways; its first error is the one to report (the whole
 	// commit may also exceed what one render may read).
-	if all, err2 := buildKustomization(fsys, nil, dir, kfile, opts); err2 == nil {
+	if all, err2 := buildKustomization(fsys, nil, dir, kfile, opts, b); err2 == nil {
 		return all, nil
 	}
 	return nil, err
 }
 
 // buildKustomization runs kustomize on a copy of the inputs, or of the whole commit when inputs
-// is nil.
-func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, opts Options) ([]Object, error) {
-	mem, err := memoryCopy(fsys, inputs, opts.MaxFileSize)
+// is nil. The copy, every file kustomize reads from it and what it produces are charged to b.
+func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, opts Options, b *budget) ([]Object, error) {
+	copied, err := memoryCopy(fsys, inputs, opts.MaxFileSize, b)
 	if err != nil {
 		return nil, err
 	}
+	mem := guardedFS{FileSystem: copied, budget: b}
 	userWantsOrigin, err := requestOrigins(mem, kfile)
 	if err != nil {
 		return nil, err
@@ -65,8 +67,14 @@ func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, o
 	kopts.PluginConfig = types.DisabledPluginConfig()
 	kopts.Reorder = krusty.ReorderOptionNone
 	m, err := krusty.MakeKustomizer(kopts).Run(mem, "/"+dir)
+	if b.exceeded != nil {
+		return nil, b.exceeded // it names the file kustomize was reading
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: kustomize build: %w", kfile, err)
+	}
+	if err := b.produce(kfile, m.Size()); err != nil {
+		return nil, err
 	}
 	objs := make([]Object, 0, m.Size())
 	for i, r := range m.Resources() {
@@ -75,6 +83,9 @@ func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, o
 		j, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("%s: kustomize output %d: %w", kfile, i+1, err)
+		}
+		if err := b.charge(kfile, int64(len(j))); err != nil {
+			return nil, err
 		}
 		var om map[string]any
 		if err := utiljson.Unmarshal(j, &om); err != nil {
@@ -91,8 +102,9 @@ func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, o
 }
 
 // memoryCopy copies regular files of the commit into an in-memory kustomize filesystem: everything
-// under each input directory and each input file, or every file when inputs is nil.
-func memoryCopy(fsys fs.FS, inputs map[string]bool, limit int64) (filesys.FileSystem, error) {
+// under each input directory and each input file, or every file when inputs is nil. The bytes
+// copied are charged to b.
+func memoryCopy(fsys fs.FS, inputs map[string]bool, limit int64, b *budget) (filesys.FileSystem, error) {
 	mem := filesys.MakeFsInMemory()
 	roots := []string{"."}
 	if inputs != nil {
@@ -125,6 +137,9 @@ func memoryCopy(fsys fs.FS, inputs map[string]bool, limit int64) (filesys.FileSy
 			}
 			data, err := readLimited(fsys, p, limit)
 			if err != nil {
+				return err
+			}
+			if err := b.charge(p, int64(len(data))); err != nil {
 				return err
 			}
 			if parent := path.Dir(p); parent != "." {

@@ -19,7 +19,8 @@ import (
 
 // renderPlain reads every .yaml, .yml and .json file under dir, recursively, in lexical order.
 // Only regular files are read: symlinks are skipped, so nothing outside the tree can be reached.
-func renderPlain(fsys fs.FS, dir string, opts Options) ([]Object, error) {
+// Each file is admitted to the budget (aliases bounded, bytes counted) before it is parsed.
+func renderPlain(fsys fs.FS, dir string, opts Options, b *budget) ([]Object, error) {
 	var objs []Object
 	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -36,8 +37,14 @@ func renderPlain(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 		if err != nil {
 			return err
 		}
+		if err := b.admit(p, data); err != nil {
+			return err
+		}
 		got, err := decodeFile(p, data, ext == ".json")
 		if err != nil {
+			return err
+		}
+		if err := b.produce(p, len(got)); err != nil {
 			return err
 		}
 		objs = append(objs, got...)

@@ -88,10 +88,11 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 		return nil, fmt.Errorf("render %s: not a directory", dir)
 	}
 	var objs []Object
+	b := &budget{}
 	if kfile := findKustomization(fsys, clean); kfile != "" {
-		objs, err = renderKustomization(fsys, clean, kfile, opts)
+		objs, err = renderKustomization(fsys, clean, kfile, opts, b)
 	} else {
-		objs, err = renderPlain(fsys, clean, opts)
+		objs, err = renderPlain(fsys, clean, opts, b)
 	}
 	if err != nil {
 		return nil, err
@@ -117,7 +118,7 @@ func Inputs(fsys fs.FS, dir string) ([]string, error) {
 	if findKustomization(fsys, clean) == "" {
 		return []string{clean}, nil
 	}
-	in, err := walkKustomizations(fsys, clean)
+	in, err := walkKustomizations(fsys, clean, &budget{})
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,10 @@ var ErrRefNotFound = errors.New("ref not found on the remote")
 // commit fixes it.
 var ErrBadTree = errors.New("repository tree refused")
 
+// ErrFetchTooLarge means a fetch would receive more than MaxFetchBytes: a commit carrying that
+// much is refused rather than held, and fetching it again cannot succeed.
+var ErrFetchTooLarge = errors.New("fetch too large")
+
 // classified records, once at the boundary with go-git, whether an error may pass by itself.
 type classified struct {
 	err       error
@@ -82,7 +86,8 @@ func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, ErrCommitNotFound) || errors.Is(err, ErrRefNotFound) || errors.Is(err, ErrBadTree) {
+	if errors.Is(err, ErrCommitNotFound) || errors.Is(err, ErrRefNotFound) || errors.Is(err, ErrBadTree) ||
+		errors.Is(err, ErrFetchTooLarge) {
 		return false
 	}
 	var c *classified

@@ -17,9 +17,11 @@ import (
 )
 
 const (
-	// MaxTreeBytes bounds the distinct file content read from one Files tree, that is, by one
-	// render: an app's manifests are far smaller, and reading more is a mistake. The rest of
-	// the commit is never read, so the repository itself may be larger.
+	// MaxTreeBytes bounds the file content read from one Files tree, that is, by one render,
+	// counting every open (one blob at many paths, or a file opened twice, counts each time) and
+	// also the distinct content held: an app's manifests are far smaller, and reading more is a
+	// mistake or an attack. The rest of the commit is never read, so the repository itself may
+	// be larger.
 	MaxTreeBytes = 256 << 20
 	// MaxTreeFiles bounds the files of one commit's tree, counting each copy that a link to
 	// a directory makes, so that links cannot multiply a tree without bound.

@@ -60,6 +60,17 @@ func refSpecs(refs []string) ([]config.RefSpec, error) {
 	return specs, nil
 }
 
+// destinations lists the cache refs that specs without wildcards write.
+func destinations(specs []config.RefSpec) []plumbing.ReferenceName {
+	var out []plumbing.ReferenceName
+	for _, s := range specs {
+		if !s.IsWildcard() {
+			out = append(out, s.Dst(plumbing.ReferenceName(s.Src())))
+		}
+	}
+	return out
+}
+
 // fetch fetches specs from rem. A ref the remote lacks (a closed pull request) is not an
 // error: the commit check after it says whether what was wanted arrived. go-git aborts the
 // whole fetch when one of several refs is missing, so then the refs are fetched one by one.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 )
@@ -82,6 +83,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Timeout bounds one exchange with a remote; zero means DefaultTimeout.
 	Timeout time.Duration
+	// MaxFetchBytes bounds the pack data one fetch receives; zero means MaxFetchBytes.
+	MaxFetchBytes int64
+	// PreviewRefTTL is how long a preview's ref and the objects only it reaches stay in the
+	// cache after its last use; zero means DefaultPreviewRefTTL.
+	PreviewRefTTL time.Duration
+	// Now tells the time for PreviewRefTTL; nil means time.Now.
+	Now func() time.Time
 }
 
 // Cache is the set of local bare repositories. It is safe for concurrent use. Operations on
@@ -99,6 +107,12 @@ type cached struct {
 	// behind a long fetch can give up when its context ends.
 	sem  chan struct{}
 	repo *git.Repository
+	// dir is the bare repository's directory.
+	dir string
+	// used is when each preview ref was last fetched or asked for, and wanted when each commit
+	// was last asked for, for PreviewRefTTL.
+	used   map[plumbing.ReferenceName]time.Time
+	wanted map[plumbing.Hash]time.Time
 }
 
 // lock takes the repository's lock, or gives up with ctx.
@@ -126,6 +140,15 @@ func New(opts Options) (*Cache, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxFetchBytes <= 0 {
+		opts.MaxFetchBytes = MaxFetchBytes
+	}
+	if opts.PreviewRefTTL <= 0 {
+		opts.PreviewRefTTL = DefaultPreviewRefTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Cache{opts: opts, repos: map[string]*cached{}}, nil
 }
@@ -168,7 +191,8 @@ func (c *Cache) open(r Repo) (*cached, error) {
 			return nil, fmt.Errorf("git cache for %s: %w", r.Name, err)
 		}
 	}
-	e := &cached{sem: make(chan struct{}, 1), repo: repo}
+	e := &cached{sem: make(chan struct{}, 1), repo: repo, dir: dir, used: map[plumbing.ReferenceName]time.Time{},
+		wanted: map[plumbing.Hash]time.Time{}}
 	c.repos[r.Name] = e
 	return e, nil
 }
@@ -192,6 +216,10 @@ func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) e
 		return err
 	}
 	defer e.unlock()
+	dsts := destinations(specs)
+	e.touch(c.opts.Now(), h, dsts)
+	// Once the fetch is done, with the refs it moved, collect what expired previews leave.
+	defer c.collect(ctx, e, r)
 	if _, err := e.repo.CommitObject(h); err == nil {
 		return nil
 	}
@@ -202,10 +230,16 @@ func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) e
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	err = fetch(ctx, git.NewRemote(e.repo.Storer, remoteConfig(remoteURL)), auth, specs)
+	err = fetch(ctx, git.NewRemote(boundedStorer{Storer: e.repo.Storer, limit: c.opts.MaxFetchBytes}, remoteConfig(remoteURL)), auth, specs)
+	if errors.Is(err, ErrFetchTooLarge) {
+		if rerr := removePartialPacks(e.dir); rerr != nil {
+			c.opts.Logger.Warn("git cache: partial pack not removed", "repo", r.Name, "err", rerr)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", r.Name, redact(classify(err), secrets...))
 	}
+	e.touch(c.opts.Now(), h, dsts)
 	if _, err := e.repo.CommitObject(h); err != nil {
 		return fmt.Errorf("fetch %s: commit %s: %w", r.Name, sha, ErrCommitNotFound)
 	}

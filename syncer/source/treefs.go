@@ -28,7 +28,10 @@ type treeFS struct {
 
 	mu    sync.Mutex
 	blobs map[plumbing.Hash][]byte
-	bytes int64 // distinct content read so far, bounded by MaxTreeBytes
+	// cached is the distinct content read from the cache; served is what opens handed out,
+	// each open counted, so that one blob at many paths costs what reading it many times costs.
+	// Both are bounded by MaxTreeBytes.
+	cached, served int64
 }
 
 // treeNode is a directory (its entries' names, sorted) or a file (its blob).
@@ -70,26 +73,34 @@ func (t *treeFS) addFile(name string, h plumbing.Hash) {
 	}
 }
 
-// files counts the files laid out, for MaxTreeFiles.
-func (t *treeFS) files() int { return len(t.nodes) }
-
-// content returns a blob's bytes, reading it once.
-func (t *treeFS) content(name string, h plumbing.Hash) ([]byte, error) {
+// content returns a blob's bytes, reading it once. serve counts them as handed out by an open.
+func (t *treeFS) content(name string, h plumbing.Hash, serve bool) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if data, ok := t.blobs[h]; ok {
-		return data, nil
-	}
-	data, err := t.read(h, MaxTreeBytes-t.bytes)
-	if err != nil {
+	data, ok := t.blobs[h]
+	if !ok {
+		var err error
+		data, err = t.read(h, MaxTreeBytes-t.cached)
 		if errors.Is(err, errTooLarge) {
-			return nil, fmt.Errorf("reading %s: the commit's files read for one render exceed %d MiB: %w", name, MaxTreeBytes>>20, ErrBadTree)
+			return nil, t.tooMuch(name)
+		} else if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		t.blobs[h] = data
+		t.cached += int64(len(data))
 	}
-	t.blobs[h] = data
-	t.bytes += int64(len(data))
+	if serve {
+		if t.served+int64(len(data)) > MaxTreeBytes {
+			return nil, t.tooMuch(name)
+		}
+		t.served += int64(len(data))
+	}
 	return data, nil
+}
+
+// tooMuch is the error of a read past MaxTreeBytes.
+func (t *treeFS) tooMuch(name string) error {
+	return fmt.Errorf("reading %s: the files read for one render exceed MaxTreeBytes (%d MiB, each read counted): %w", name, MaxTreeBytes>>20, ErrBadTree)
 }
 
 // Open opens a file or directory of the commit.
@@ -109,7 +120,7 @@ func (t *treeFS) Open(name string) (fs.File, error) {
 	if n.dir {
 		return &treeDir{t: t, name: name, node: n}, nil
 	}
-	data, err := t.content(name, n.hash)
+	data, err := t.content(name, n.hash, true)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
@@ -186,7 +197,7 @@ func (e treeEntry) Info() (fs.FileInfo, error) {
 	if e.node.dir {
 		return e.t.info(e.name, e.node, 0), nil
 	}
-	data, err := e.t.content(e.name, e.node.hash)
+	data, err := e.t.content(e.name, e.node.hash, false)
 	if err != nil {
 		return nil, err
 	}
