@@ -250,3 +250,24 @@ func TestDependencyCheckErrorsAreRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedAppGetsAFinalStatus: a job whose app left the configuration while it was queued
+// ends with a final status on its commit, not with the pending one its hook posted.
+func TestRemovedAppGetsAFinalStatus(t *testing.T) {
+	w := newWorld(t)
+	j := job("gone", "aaa", time.Now())
+	w.s.notifyQueued(t.Context(), j)
+	if err := w.s.Handle(t.Context(), j, queue.Delivery{Attempt: 1}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	want := []string{"pending queued", "canceled not applied: app gone is not configured any more"}
+	if diff := cmp.Diff(want, w.rep.states("aaa")); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	if rec, _ := w.store.Get(t.Context(), j.ID); rec.State != queue.StateSkipped {
+		t.Errorf("record %+v", rec)
+	}
+	if len(w.applier.runs) != 0 {
+		t.Errorf("applied %v", w.applier.runs)
+	}
+}

@@ -143,9 +143,11 @@ func (s *Syncer) SyncURL(id string) string {
 // Handle runs one job; it is the queue.Handler. It leaves a terminal record, and a final status
 // wherever a pending one may have been posted, whenever it returns anything but a retry.
 func (s *Syncer) Handle(ctx context.Context, job queue.Job, d queue.Delivery) (err error) {
-	app, ok := s.apps[job.App]
-	if !ok {
-		return fmt.Errorf("job %s: app %q is not configured any more", job.ID, job.App)
+	app, configured := s.apps[job.App]
+	if !configured {
+		// The app left ferry.yaml while its job was queued: the job ends, and its commit gets a
+		// final status if its repository is still there to post it.
+		app = App{Name: job.App, Repo: job.Repo}
 	}
 	r := &run{s: s, app: app, repo: s.repos[app.Repo], job: job, d: d,
 		log: s.opts.Logger.With("sync", job.ID, "app", job.App, "sha", short(job.SHA), "attempt", d.Attempt)}
@@ -162,6 +164,9 @@ func (s *Syncer) Handle(ctx context.Context, job queue.Job, d queue.Delivery) (e
 		}
 	}()
 
+	if !configured {
+		return r.skip(ctx, status.Canceled, fmt.Sprintf("not applied: app %s is not configured any more", job.App))
+	}
 	switch job.Kind {
 	case queue.KindDeploy:
 		return r.deploy(ctx)
