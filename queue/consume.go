@@ -127,7 +127,8 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	})
 	defer stopGrace()
 
-	if err := q.dropPerAppPreviewConsumers(ctx); err != nil {
+	removed, err := q.tidyConsumers(ctx, apps)
+	if err != nil {
 		return err
 	}
 	deploySlots := make(chan struct{}, opts.Workers)
@@ -142,6 +143,12 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	for _, app := range apps {
 		sources = append(sources, source{q.consumerConfig(string(KindDeploy)+"-"+app, Subject(KindDeploy, app),
 			fmt.Sprintf("deploy jobs of app %s", app), 1, opts), deploySlots})
+	}
+	for _, app := range removed {
+		// Jobs stored for an app that has since left the configuration still reach the handler,
+		// which ends each with a final status; the consumer goes at a start that finds it empty.
+		sources = append(sources, source{q.consumerConfig(string(KindDeploy)+"-"+app, Subject(KindDeploy, app),
+			fmt.Sprintf("deploy jobs of app %s, no longer configured", app), 1, opts), deploySlots})
 	}
 	sources = append(sources, source{q.consumerConfig(string(KindPreview), subjectPrefix+"."+string(KindPreview)+".>",
 		"preview jobs of every app", opts.PreviewConcurrency, opts), previewSlots})
@@ -192,13 +199,19 @@ func (q *Queue) consumerConfig(durable, filter, description string, maxPending i
 	}
 }
 
-// dropPerAppPreviewConsumers deletes the per-app preview consumers that ferry created before
-// previews shared one consumer: a work-queue stream refuses a consumer whose filter overlaps
-// another's, and their jobs are the shared consumer's now.
-func (q *Queue) dropPerAppPreviewConsumers(ctx context.Context) error {
+// tidyConsumers deletes the consumers ferry no longer needs: the per-app preview consumers of
+// versions before previews shared one (a work-queue stream refuses a consumer whose filter
+// overlaps another's, and their jobs are the shared consumer's now), and the deploy consumers of
+// apps no longer configured that hold no job. It returns the apps no longer configured whose
+// consumers still hold jobs: those jobs must still end, each with a final status.
+func (q *Queue) tidyConsumers(ctx context.Context, apps []string) (removed []string, err error) {
 	stream, err := q.js.Stream(ctx, StreamName)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("stream %s: %w", StreamName, err)
+	}
+	configured := make(map[string]bool, len(apps))
+	for _, a := range apps {
+		configured[a] = true
 	}
 	names := stream.ConsumerNames(ctx)
 	var stale []string
@@ -206,16 +219,32 @@ func (q *Queue) dropPerAppPreviewConsumers(ctx context.Context) error {
 		if strings.HasPrefix(name, string(KindPreview)+"-") {
 			stale = append(stale, name)
 		}
+		if app, ok := strings.CutPrefix(name, string(KindDeploy)+"-"); ok && !configured[app] {
+			removed = append(removed, app)
+		}
 	}
 	if err := names.Err(); err != nil {
-		return fmt.Errorf("list consumers: %w", err)
+		return nil, fmt.Errorf("list consumers: %w", err)
+	}
+	held := removed[:0]
+	for _, app := range removed {
+		name := string(KindDeploy) + "-" + app
+		c, err := stream.Consumer(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s: %w", name, err)
+		}
+		if info := c.CachedInfo(); info.NumPending+uint64(info.NumAckPending) > 0 {
+			held = append(held, app)
+			continue
+		}
+		stale = append(stale, name)
 	}
 	for _, name := range stale {
 		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("delete consumer %s: %w", name, err)
+			return nil, fmt.Errorf("delete consumer %s: %w", name, err)
 		}
 	}
-	return nil
+	return held, nil
 }
 
 // pump takes one consumer's messages and starts each at once on a goroutine of its own, which
