@@ -1,8 +1,10 @@
 package test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -178,6 +180,42 @@ func TestJobThatEndsTheProcessIsStopped(t *testing.T) {
 	var rec queue.Record
 	if code := f.getJSON(t, "/api/v1/syncs/"+job, &rec); code != http.StatusOK || rec.State != queue.StateFailed || rec.Interrupted != 3 {
 		t.Errorf("record %d %+v", code, rec)
+	}
+	assertAllFinal(t, forge)
+}
+
+// TestFetchBound: a push carrying a large file outside every app costs ferry no more than its
+// fetch bound (here maxFetchMiB: 1): the sync fails at once naming the bound, and nothing of the
+// commit is applied.
+func TestFetchBound(t *testing.T) {
+	ns := "e2e-fetch-bound"
+	git := gitserver.New(t)
+	repo := git.CreateRepo(t, "acme/platform")
+	first := repo.Commit(t, "main", "web: first", webApp(ns, "hello"))
+	forge := forgefake.New(t, forgeToken)
+	f := startFerry(t, "maxFetchMiB: 1\n"+config("github", repo.CloneURL(), forge.URL(), ns), ferryEnv, "")
+	if last := finalStatus(t, forge, first, "ferry/web"); last.State != "success" {
+		t.Fatalf("start-up sync: %+v", last)
+	}
+	// 3 MiB that do not compress, outside the app.
+	noise := make([]byte, 3<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range noise {
+		noise[i] = byte(rng.Uint32())
+	}
+	files := webApp(ns, "bonjour")
+	files["assets/blob.bin"] = base64.StdEncoding.EncodeToString(noise)
+	second := repo.Commit(t, "main", "web: with a large asset", files)
+	if code, body := f.send(t, "platform", githubPush(t, hookSecret, "d-fetch-2", first, second, "apps/web/config.yaml", "assets/blob.bin")); code != http.StatusAccepted {
+		t.Fatalf("push hook: %d %s", code, body)
+	}
+	last := finalStatus(t, forge, second, "ferry/web")
+	if last.State != "failure" || !strings.Contains(last.Description, "MaxFetchBytes (1024 KiB)") {
+		t.Fatalf("final status %+v, want a failure naming the fetch bound", last)
+	}
+	cm, err := kube(t).CoreV1().ConfigMaps(ns).Get(t.Context(), "web-settings", metav1.GetOptions{})
+	if err != nil || cm.Data["greeting"] != "hello" {
+		t.Errorf("ConfigMap %v %v, want the first commit's", cm.Data, err)
 	}
 	assertAllFinal(t, forge)
 }

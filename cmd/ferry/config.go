@@ -14,9 +14,14 @@ import (
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/status"
 	"sigs.k8s.io/yaml"
 )
+
+// maxFetchMiBLimit is the largest maxFetchMiB accepted: a fetch indexes each object it receives
+// in memory, and past a few GiB one fetch could take the process down.
+const maxFetchMiBLimit = 8 << 10
 
 // Config is ferry.yaml: the repositories ferry listens to and the apps it applies from them.
 type Config struct {
@@ -24,6 +29,9 @@ type Config struct {
 	ExternalURL string `json:"externalURL"`
 	// Workers is how many syncs this replica runs at once; 0 is queue.DefaultConsumeOptions'.
 	Workers int `json:"workers,omitempty"`
+	// MaxFetchMiB bounds the pack data one Git fetch may receive, in MiB; 0 is
+	// source.MaxFetchBytes. A repository whose first fetch is larger needs it raised.
+	MaxFetchMiB int `json:"maxFetchMiB,omitempty"`
 	// InventoryNamespace holds the apps' inventories in the cluster (default ferry-system).
 	InventoryNamespace string      `json:"inventoryNamespace,omitempty"`
 	Repos              []RepoConf  `json:"repos"`
@@ -200,6 +208,9 @@ func (c *Config) validate() error {
 	}
 	if c.Workers < 0 {
 		bad("workers must not be negative")
+	}
+	if c.MaxFetchMiB < 0 || c.MaxFetchMiB > maxFetchMiBLimit {
+		bad("maxFetchMiB must be between 0 (the default, %d) and %d", source.MaxFetchBytes>>20, maxFetchMiBLimit)
 	}
 	if len(c.Repos) == 0 {
 		bad("repos: at least one repository is required")

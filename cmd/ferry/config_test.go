@@ -120,6 +120,8 @@ func TestParseConfigRefuses(t *testing.T) {
 		{"no external url", strings.Replace(base, "externalURL: https://ferry.example.com", "", 1), goodEnv, []string{"externalURL"}},
 		{"relative external url", strings.Replace(base, "https://ferry.example.com", "ferry.example.com", 1), goodEnv, []string{"externalURL", "not an absolute URL"}},
 		{"negative workers", strings.Replace(base, "repos:", "workers: -1\nrepos:", 1), goodEnv, []string{"workers must not be negative"}},
+		{"fetch bound too large", strings.Replace(base, "repos:", "maxFetchMiB: 100000\nrepos:", 1), goodEnv, []string{"maxFetchMiB must be between 0 (the default, 256) and 8192"}},
+		{"negative fetch bound", strings.Replace(base, "repos:", "maxFetchMiB: -1\nrepos:", 1), goodEnv, []string{"maxFetchMiB"}},
 		{"empty repo list", "externalURL: https://ferry.example.com\nrepos: []\n", goodEnv, []string{"repos: at least one repository is required"}},
 		{"repo without url", strings.Replace(base, "url: https://github.com/acme/platform.git", "", 1), goodEnv, []string{"repo platform: url is required"}},
 		{"bad branch glob", strings.Replace(base, "branch: main", "branch: release-[", 1), goodEnv, []string{"repo platform", `branch "release-["`}},

@@ -75,7 +75,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
-	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), Logger: log.With("part", "git")})
+	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), MaxFetchBytes: int64(cfg.MaxFetchMiB) << 20, Logger: log.With("part", "git")})
 	if err != nil {
 		return err
 	}
