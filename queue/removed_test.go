@@ -18,7 +18,9 @@ func TestJobsOfRemovedAppsStillEnd(t *testing.T) {
 	// A first start with apps a and b creates their consumers; b's job is stored after it stops.
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- q.Consume(ctx, []string{"a", "b"}, func(context.Context, Job, Delivery) error { return nil }, quietOptions()) }()
+	go func() {
+		done <- q.Consume(ctx, []string{"a", "b"}, func(context.Context, Job, Delivery) error { return nil }, quietOptions())
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := q.js.Consumer(t.Context(), StreamName, "deploy-b"); err == nil {
@@ -63,7 +65,9 @@ func TestJobsOfRemovedAppsStillEnd(t *testing.T) {
 
 	// A later start finds the consumer empty and deletes it.
 	ctx, cancel = context.WithCancel(t.Context())
-	go func() { done <- q.Consume(ctx, []string{"a"}, func(context.Context, Job, Delivery) error { return nil }, quietOptions()) }()
+	go func() {
+		done <- q.Consume(ctx, []string{"a"}, func(context.Context, Job, Delivery) error { return nil }, quietOptions())
+	}()
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		_, err := q.js.Consumer(t.Context(), StreamName, "deploy-b")
