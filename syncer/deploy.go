@@ -178,7 +178,7 @@ func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) (o
 	}
 	phases["fetch"] = s.opts.Now().Sub(t).Milliseconds()
 	t = s.opts.Now()
-	objs, err = render.Render(files, app.Path, render.Options{})
+	objs, err = render.Render(files, app.Path, s.opts.Render)
 	if err != nil {
 		return nil, phases, nil, at(StageRender, err)
 	}

@@ -89,14 +89,16 @@ type Options struct {
 	DependencyWait time.Duration
 	// TransientAttempts bounds deliveries of a job failing with transient errors.
 	TransientAttempts int
-	Logger            *slog.Logger
+	// Render is how apps are rendered: the limits on what one render may read and produce.
+	Render render.Options
+	Logger *slog.Logger
 	// Now is the clock of sync records, commit waits and poll jobs.
 	Now func() time.Time
 }
 
 // DefaultOptions are the settings ferry serves with unless configured otherwise.
 func DefaultOptions() Options {
-	return Options{CommitWait: 30 * time.Second, DependencyWait: 15 * time.Minute, TransientAttempts: 8, Logger: slog.Default(), Now: time.Now}
+	return Options{CommitWait: 30 * time.Second, DependencyWait: 15 * time.Minute, TransientAttempts: 8, Render: render.DefaultOptions(), Logger: slog.Default(), Now: time.Now}
 }
 
 // Syncer runs jobs. It is the queue's handler, and it is told of every stored job (Stored).

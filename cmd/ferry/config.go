@@ -14,10 +14,35 @@ import (
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/status"
 	"sigs.k8s.io/yaml"
 )
+
+// RenderLimits are the render bounds a server may change, for repositories it trusts with
+// larger stacks (say, a cloud provider's hundreds of CRDs).
+type RenderLimits struct {
+	// MaxMiB bounds the bytes one render reads and parses, in MiB (render.MaxRenderBytes).
+	MaxMiB int `json:"maxMiB,omitempty"`
+	// MaxNodes bounds the YAML nodes one render parses (render.MaxRenderNodes).
+	MaxNodes int `json:"maxNodes,omitempty"`
+	// MaxObjects bounds the objects one render produces (render.MaxRenderObjects).
+	MaxObjects int `json:"maxObjects,omitempty"`
+}
+
+// Upper ends of renderLimits: a render holds a small multiple of what it reads, and parsers
+// hundreds of bytes per node, so past these one render could take the process down.
+const (
+	maxRenderMiBLimit     = 1 << 10
+	maxRenderNodesLimit   = 5_000_000
+	maxRenderObjectsLimit = 200_000
+)
+
+// render is the renderer's view of the limits.
+func (l RenderLimits) render() render.Limits {
+	return render.Limits{Bytes: int64(l.MaxMiB) << 20, Nodes: int64(l.MaxNodes), Objects: l.MaxObjects}
+}
 
 // maxFetchMiBLimit is the largest maxFetchMiB accepted: a fetch indexes each object it receives
 // in memory, and past a few GiB one fetch could take the process down.
@@ -32,6 +57,9 @@ type Config struct {
 	// MaxFetchMiB bounds the pack data one Git fetch may receive, in MiB; 0 is
 	// source.MaxFetchBytes. A repository whose first fetch is larger needs it raised.
 	MaxFetchMiB int `json:"maxFetchMiB,omitempty"`
+	// RenderLimits raises (or lowers) what one render may read and produce; zero fields keep
+	// syncer/render's defaults.
+	RenderLimits RenderLimits `json:"renderLimits,omitempty"`
 	// InventoryNamespace holds the apps' inventories in the cluster (default ferry-system).
 	InventoryNamespace string      `json:"inventoryNamespace,omitempty"`
 	Repos              []RepoConf  `json:"repos"`
@@ -208,6 +236,19 @@ func (c *Config) validate() error {
 	}
 	if c.Workers < 0 {
 		bad("workers must not be negative")
+	}
+	for _, l := range []struct {
+		name       string
+		value, max int
+		def        int64
+	}{
+		{"renderLimits.maxMiB", c.RenderLimits.MaxMiB, maxRenderMiBLimit, render.MaxRenderBytes >> 20},
+		{"renderLimits.maxNodes", c.RenderLimits.MaxNodes, maxRenderNodesLimit, render.MaxRenderNodes},
+		{"renderLimits.maxObjects", c.RenderLimits.MaxObjects, maxRenderObjectsLimit, render.MaxRenderObjects},
+	} {
+		if l.value < 0 || l.value > l.max {
+			bad("%s must be between 0 (the default, %d) and %d", l.name, l.def, l.max)
+		}
 	}
 	if c.MaxFetchMiB < 0 || c.MaxFetchMiB > maxFetchMiBLimit {
 		bad("maxFetchMiB must be between 0 (the default, %d) and %d", source.MaxFetchBytes>>20, maxFetchMiBLimit)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrygitops/ferry/syncer/render"
 )
 
 const validConfig = `
@@ -87,6 +89,21 @@ apps:
 	if _, ok := sec.Forges["platform"]; ok {
 		t.Error("a commit-status client was built for a repo without a token")
 	}
+	if got := cfg.RenderLimits.render(); got != (render.Limits{}) {
+		t.Errorf("render limits = %+v, want zero (the renderer's defaults)", got)
+	}
+
+	raised := strings.Replace(doc, "repos:", "maxFetchMiB: 1024\nrenderLimits: {maxMiB: 128, maxNodes: 1000000, maxObjects: 20000}\nrepos:", 1)
+	cfg, _, err = ParseConfig([]byte(raised), env(map[string]string{"HOOK_SECRET": "s3cret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.RenderLimits.render(), (render.Limits{Bytes: 128 << 20, Nodes: 1_000_000, Objects: 20_000}); got != want {
+		t.Errorf("render limits = %+v, want %+v", got, want)
+	}
+	if cfg.MaxFetchMiB != 1024 {
+		t.Errorf("maxFetchMiB = %d", cfg.MaxFetchMiB)
+	}
 }
 
 func TestParseConfigRefuses(t *testing.T) {
@@ -122,6 +139,9 @@ func TestParseConfigRefuses(t *testing.T) {
 		{"negative workers", strings.Replace(base, "repos:", "workers: -1\nrepos:", 1), goodEnv, []string{"workers must not be negative"}},
 		{"fetch bound too large", strings.Replace(base, "repos:", "maxFetchMiB: 100000\nrepos:", 1), goodEnv, []string{"maxFetchMiB must be between 0 (the default, 256) and 8192"}},
 		{"negative fetch bound", strings.Replace(base, "repos:", "maxFetchMiB: -1\nrepos:", 1), goodEnv, []string{"maxFetchMiB"}},
+		{"render nodes too many", strings.Replace(base, "repos:", "renderLimits: {maxNodes: 9000000}\nrepos:", 1), goodEnv, []string{"renderLimits.maxNodes must be between 0 (the default, 250000) and 5000000"}},
+		{"negative render objects", strings.Replace(base, "repos:", "renderLimits: {maxObjects: -1}\nrepos:", 1), goodEnv, []string{"renderLimits.maxObjects"}},
+		{"unknown render limit", strings.Replace(base, "repos:", "renderLimits: {maxBytes: 1}\nrepos:", 1), goodEnv, []string{`unknown key "maxBytes"`}},
 		{"empty repo list", "externalURL: https://ferry.example.com\nrepos: []\n", goodEnv, []string{"repos: at least one repository is required"}},
 		{"repo without url", strings.Replace(base, "url: https://github.com/acme/platform.git", "", 1), goodEnv, []string{"repo platform: url is required"}},
 		{"bad branch glob", strings.Replace(base, "branch: main", "branch: release-[", 1), goodEnv, []string{"repo platform", `branch "release-["`}},

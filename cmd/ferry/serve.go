@@ -85,6 +85,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	repos := syncerRepos(cfg, sec, log)
 	sopts := syncer.DefaultOptions()
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
+	sopts.Render.Limits = cfg.RenderLimits.render()
 	s := syncer.New(repos, syncerApps(cfg), cache, engine, records, q, syncer.NewMetrics(reg), sopts)
 	enq := &enqueuer{q: q, notify: s}
 	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})

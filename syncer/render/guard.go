@@ -63,9 +63,36 @@ func (e *BoundError) Error() string {
 // Is lets callers test errors.Is(err, ErrBound).
 func (e *BoundError) Is(target error) bool { return target == ErrBound }
 
+// Limits are the bounds of one render that a server may raise for repositories it trusts with
+// larger stacks (a zero field takes its Max* default). The alias bounds stay fixed: aliases past
+// them are an attack, not a large stack.
+type Limits struct {
+	// Bytes bounds what one render reads and parses (MaxRenderBytes).
+	Bytes int64
+	// Nodes bounds the YAML nodes one render parses (MaxRenderNodes).
+	Nodes int64
+	// Objects bounds the objects one render produces (MaxRenderObjects).
+	Objects int
+}
+
+// withDefaults fills the zero fields of l with the Max* defaults.
+func (l Limits) withDefaults() Limits {
+	if l.Bytes <= 0 {
+		l.Bytes = MaxRenderBytes
+	}
+	if l.Nodes <= 0 {
+		l.Nodes = MaxRenderNodes
+	}
+	if l.Objects <= 0 {
+		l.Objects = MaxRenderObjects
+	}
+	return l
+}
+
 // budget is what one render may still read; it is shared by every read of the render, its
 // checks, the kustomize build and a retry of the build on the whole commit.
 type budget struct {
+	lim     Limits
 	read    int64
 	nodes   int64
 	objects int
@@ -86,8 +113,8 @@ func (b *budget) fail(err error) error {
 // charge counts n bytes read from file against MaxRenderBytes.
 func (b *budget) charge(file string, n int64) error {
 	b.read += n
-	if b.read > MaxRenderBytes {
-		return b.fail(&BoundError{File: file, Bound: "MaxRenderBytes", Limit: MaxRenderBytes, What: "bytes read by one render (each read counted, aliases expanded)"})
+	if b.read > b.lim.Bytes {
+		return b.fail(&BoundError{File: file, Bound: "MaxRenderBytes", Limit: b.lim.Bytes, What: "bytes read by one render (each read counted, aliases expanded)"})
 	}
 	return nil
 }
@@ -95,8 +122,8 @@ func (b *budget) charge(file string, n int64) error {
 // produce counts n more objects against MaxRenderObjects.
 func (b *budget) produce(file string, n int) error {
 	b.objects += n
-	if b.objects > MaxRenderObjects {
-		return b.fail(&BoundError{File: file, Bound: "MaxRenderObjects", Limit: MaxRenderObjects, What: "objects produced by one render"})
+	if b.objects > b.lim.Objects {
+		return b.fail(&BoundError{File: file, Bound: "MaxRenderObjects", Limit: int64(b.lim.Objects), What: "objects produced by one render"})
 	}
 	return nil
 }
@@ -109,8 +136,8 @@ func (b *budget) admit(file string, data []byte) error {
 		return b.fail(err)
 	}
 	b.nodes += nodeMarks(data) + added.nodes
-	if b.nodes > MaxRenderNodes {
-		return b.fail(&BoundError{File: file, Bound: "MaxRenderNodes", Limit: MaxRenderNodes, What: "YAML nodes parsed by one render (estimated, each read counted)"})
+	if b.nodes > b.lim.Nodes {
+		return b.fail(&BoundError{File: file, Bound: "MaxRenderNodes", Limit: b.lim.Nodes, What: "YAML nodes parsed by one render (estimated, each read counted)"})
 	}
 	return b.charge(file, int64(len(data))+added.bytes)
 }
@@ -268,3 +295,6 @@ func repoPath(p string) string {
 	}
 	return p
 }
+
+// newBudget is the budget of one render within lim (zero fields: the defaults).
+func newBudget(lim Limits) *budget { return &budget{lim: lim.withDefaults()} }

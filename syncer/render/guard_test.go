@@ -209,7 +209,7 @@ func TestKustomizeReadsCountEachTime(t *testing.T) {
 		top += fmt.Sprintf("- ../o%d\n", i)
 	}
 	files["app/kustomization.yaml"] = top
-	b := &budget{}
+	b := newBudget(Limits{})
 	objs, err := renderKustomization(repo(files), "app", "app/kustomization.yaml", DefaultOptions(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -236,5 +236,35 @@ func TestDenseYAMLBound(t *testing.T) {
 	// The estimate stays near the real count: cm has 13 nodes (the mapping, keys, values).
 	if n := nodeMarks([]byte(cm("a"))); n < 6 || n > 2*13 {
 		t.Errorf("a ConfigMap of 13 nodes counts %d marks", n)
+	}
+}
+
+// TestRaisedLimits: a server that raises a render's limits for larger stacks renders what the
+// defaults refuse, and the refusal then names the raised limit; aliases stay bounded whatever the
+// limits.
+func TestRaisedLimits(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	for i := range MaxRenderObjects + 1 {
+		fmt.Fprintf(&b, "- {apiVersion: v1, kind: ConfigMap, metadata: {name: c%d}}\n", i)
+	}
+	files := repo(map[string]string{"apps/a/list.yaml": b.String()})
+	opts := DefaultOptions()
+	opts.Limits = Limits{Objects: 2 * MaxRenderObjects, Nodes: 4 * MaxRenderNodes}
+	objs, err := Render(files, "apps/a", opts)
+	if err != nil || len(objs) != MaxRenderObjects+1 {
+		t.Fatalf("raised limits: %d objects, %v", len(objs), err)
+	}
+	opts.Limits.Objects = MaxRenderObjects / 2
+	_, err = Render(files, "apps/a", opts)
+	var be *BoundError
+	if !errors.As(err, &be) || be.Bound != "MaxRenderObjects" || be.Limit != MaxRenderObjects/2 {
+		t.Fatalf("lowered object limit: %v", err)
+	}
+	bomb := "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+	opts.Limits = Limits{Bytes: 1 << 30, Nodes: 1 << 30, Objects: 1 << 20}
+	_, err = Render(repo(map[string]string{"apps/a/bomb.yaml": bomb}), "apps/a", opts)
+	if !errors.As(err, &be) || be.Bound != "MaxAliasNodes" {
+		t.Fatalf("an alias bomb under raised limits: %v, want MaxAliasNodes", err)
 	}
 }

@@ -35,6 +35,8 @@ type Object struct {
 type Options struct {
 	// MaxFileSize is the largest manifest file read, in bytes; 0 means DefaultMaxFileSize.
 	MaxFileSize int64
+	// Limits bound what one render reads and produces; zero fields take the Max* defaults.
+	Limits Limits
 }
 
 // DefaultOptions returns the options ferry renders with.
@@ -88,7 +90,7 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 		return nil, fmt.Errorf("render %s: not a directory", dir)
 	}
 	var objs []Object
-	b := &budget{}
+	b := newBudget(opts.Limits)
 	if kfile := findKustomization(fsys, clean); kfile != "" {
 		objs, err = renderKustomization(fsys, clean, kfile, opts, b)
 	} else {
@@ -118,7 +120,7 @@ func Inputs(fsys fs.FS, dir string) ([]string, error) {
 	if findKustomization(fsys, clean) == "" {
 		return []string{clean}, nil
 	}
-	in, err := walkKustomizations(fsys, clean, &budget{})
+	in, err := walkKustomizations(fsys, clean, newBudget(Limits{}))
 	if err != nil {
 		return nil, err
 	}
