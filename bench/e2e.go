@@ -49,21 +49,13 @@ func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...a
 	if p.K8sBin == "" {
 		return errors.New("FERRY_K8S_BIN (or -k8s-bin) must name the control-plane binaries; run via make bench")
 	}
-	if _, err := os.Stat(p.FerryBin); err != nil {
-		return fmt.Errorf("ferry binary (make build): %w", err)
-	}
-	payload, err := os.ReadFile(p.P1.Payload)
-	if err != nil {
-		return fmt.Errorf("push payload: %w", err)
-	}
-	forge, err := startStatusFake()
+	h, err := newHarness(p, "e2e")
 	if err != nil {
 		return err
 	}
-	defer forge.close()
-	tb := &benchTB{dir: filepath.Join(p.Work, "e2e")}
-	defer tb.finish()
-	e := &e2e{p: p, tb: tb, forge: forge, payload: payload, logf: logf}
+	defer h.close()
+	tb := h.tb
+	e := &e2e{p: p, tb: tb, forge: h.forge, payload: h.payload, logf: logf}
 	var errs []error
 	err = guard(func() error {
 		e.git = gitserver.New(tb)

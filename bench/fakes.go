@@ -167,3 +167,33 @@ func guard(fn func() error) (err error) {
 	}()
 	return fn()
 }
+
+// harness is what the parts that run the ferry binary share: the push payload, the fake status
+// API and the test helpers' stand-in.
+type harness struct {
+	payload []byte
+	forge   *statusFake
+	tb      *benchTB
+}
+
+// newHarness checks the ferry binary, reads the push payload and starts the status fake, with
+// scratch files under p.Work/dir; close releases them.
+func newHarness(p *params, dir string) (*harness, error) {
+	if _, err := os.Stat(p.FerryBin); err != nil {
+		return nil, fmt.Errorf("ferry binary (make build): %w", err)
+	}
+	payload, err := os.ReadFile(p.P1.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("push payload: %w", err)
+	}
+	forge, err := startStatusFake()
+	if err != nil {
+		return nil, err
+	}
+	return &harness{payload: payload, forge: forge, tb: &benchTB{dir: filepath.Join(p.Work, dir)}}, nil
+}
+
+func (h *harness) close() {
+	h.tb.finish()
+	h.forge.close()
+}

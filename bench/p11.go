@@ -49,20 +49,12 @@ type p11Params struct {
 // measure are on the HTTP side, and the syncs the genuine pushes start fail at apply and back
 // off, whatever the flood.
 func runP11(ctx context.Context, p *params, res *results, logf func(string, ...any)) error {
-	if _, err := os.Stat(p.FerryBin); err != nil {
-		return fmt.Errorf("ferry binary (make build): %w", err)
-	}
-	payload, err := os.ReadFile(p.P1.Payload)
-	if err != nil {
-		return fmt.Errorf("push payload: %w", err)
-	}
-	forge, err := startStatusFake()
+	h, err := newHarness(p, "p11")
 	if err != nil {
 		return err
 	}
-	defer forge.close()
-	tb := &benchTB{dir: filepath.Join(p.Work, "p11")}
-	defer tb.finish()
+	defer h.close()
+	payload, forge, tb := h.payload, h.forge, h.tb
 	return guard(func() error {
 		git := gitserver.New(tb)
 		repo := git.CreateRepo(tb, "acme/platform")
