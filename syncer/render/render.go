@@ -28,8 +28,36 @@ type Object struct {
 	*unstructured.Unstructured
 	// File is the repository-relative path of the source file. For kustomize output it is the
 	// resource file kustomize recorded as the origin, or the kustomization that generated the object.
+	// For a chart it is the template's path (a remote chart's under its reference).
 	File string
+	// Hook is set on a Helm hook: an object applied in a stage of its own before or after the
+	// app's other objects, and not kept with them. Nil for every other object.
+	Hook *Hook
 }
+
+// Hook is what a Helm hook's annotations (helm.sh/hook, helm.sh/hook-weight,
+// helm.sh/hook-delete-policy) ask of ferry. Test hooks and the delete and rollback events are
+// dropped at render: ferry never uninstalls or rolls back a release.
+type Hook struct {
+	// Pre hooks (pre-install, pre-upgrade) run before the app's other objects are applied and
+	// must become healthy first; the rest are post hooks (post-install, post-upgrade).
+	Pre bool
+	// Install and Upgrade say on which event the hook runs: install is an app's first sync
+	// (its inventory is empty), upgrade every later sync that changes something.
+	Install, Upgrade bool
+	// Weight orders hooks of one phase, lowest first (helm.sh/hook-weight).
+	Weight int
+	// DeletePolicies are helm.sh/hook-delete-policy's values: before-hook-creation (the
+	// default when none is given), hook-succeeded, hook-failed.
+	DeletePolicies []string
+}
+
+// The hook delete policies Helm defines.
+const (
+	HookBeforeCreation = "before-hook-creation"
+	HookSucceeded      = "hook-succeeded"
+	HookFailed         = "hook-failed"
+)
 
 // Options tunes rendering. The zero value is usable; DefaultOptions documents the defaults.
 type Options struct {
@@ -37,6 +65,40 @@ type Options struct {
 	MaxFileSize int64
 	// Limits bound what one render reads and produces; zero fields take the Max* defaults.
 	Limits Limits
+	// Helm is how a chart is rendered: used when the app's directory holds a Chart.yaml or
+	// Helm.Archive is set. Nil renders a chart with Helm's defaults.
+	Helm *Helm
+}
+
+// Helm is the rendering of one app's chart: Helm's template engine only, with no release,
+// no cluster access and no network; a remote chart was fetched before the render.
+type Helm struct {
+	// ReleaseName is .Release.Name (the app's name unless configured).
+	ReleaseName string
+	// Namespace is .Release.Namespace and the namespace of namespaced objects that name none.
+	Namespace string
+	// ValuesFiles are repository-relative values files, merged in order over the chart's
+	// values.yaml; Values are merged last.
+	ValuesFiles []string
+	Values      map[string]any
+	// SkipCRDs leaves out the chart's crds/ directory (by default its CRDs are applied, in the
+	// first stage, like every CRD).
+	SkipCRDs bool
+	// Archive is a remote chart's .tgz, fetched in the fetch stage; Ref names it in files and
+	// errors (oci://registry/name:1.2.3). Nil: the chart is the app's directory in the commit.
+	Archive []byte
+	Ref     string
+	// Capabilities are the target cluster's, as .Capabilities shows them to templates.
+	Capabilities Capabilities
+}
+
+// Capabilities is what a chart may ask of the target cluster: read from its discovery.
+type Capabilities struct {
+	// KubeVersion is the apiserver's version, e.g. "v1.35.0".
+	KubeVersion string
+	// APIVersions lists the served group versions ("v1", "apps/v1", "policy/v1") and resources
+	// by kind ("apps/v1/Deployment"), as .Capabilities.APIVersions.Has looks them up.
+	APIVersions []string
 }
 
 // DefaultOptions returns the options ferry renders with.
