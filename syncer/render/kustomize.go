@@ -51,7 +51,7 @@ func renderKustomization(fsys fs.FS, dir, kfile string, opts Options, b *budget)
 // buildKustomization runs kustomize on a copy of the inputs, or of the whole commit when inputs
 // is nil. The copy, every file kustomize reads from it and what it produces are charged to b.
 func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, opts Options, b *budget) ([]Object, error) {
-	copied, err := memoryCopy(fsys, inputs, opts.MaxFileSize, b)
+	copied, err := memoryCopy(fsys, inputs, opts, b)
 	if err != nil {
 		return nil, err
 	}
@@ -102,9 +102,9 @@ func buildKustomization(fsys fs.FS, inputs map[string]bool, dir, kfile string, o
 }
 
 // memoryCopy copies regular files of the commit into an in-memory kustomize filesystem: everything
-// under each input directory and each input file, or every file when inputs is nil. The bytes
-// copied are charged to b.
-func memoryCopy(fsys fs.FS, inputs map[string]bool, limit int64, b *budget) (filesys.FileSystem, error) {
+// under each input directory and each input file, or every file when inputs is nil. YAML and
+// JSON files have opts.Variables substituted on the way. The bytes copied are charged to b.
+func memoryCopy(fsys fs.FS, inputs map[string]bool, opts Options, b *budget) (filesys.FileSystem, error) {
 	mem := filesys.MakeFsInMemory()
 	roots := []string{"."}
 	if inputs != nil {
@@ -135,9 +135,15 @@ func memoryCopy(fsys fs.FS, inputs map[string]bool, limit int64, b *budget) (fil
 			if !d.Type().IsRegular() {
 				return nil
 			}
-			data, err := readLimited(fsys, p, limit)
+			data, err := readLimited(fsys, p, opts.MaxFileSize)
 			if err != nil {
 				return err
+			}
+			switch ext := strings.ToLower(path.Ext(p)); ext {
+			case ".yaml", ".yml", ".json":
+				if data, err = opts.Variables.substitute(p, data, ext == ".json"); err != nil {
+					return err
+				}
 			}
 			if err := b.charge(p, int64(len(data))); err != nil {
 				return err

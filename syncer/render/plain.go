@@ -37,6 +37,9 @@ func renderPlain(fsys fs.FS, dir string, opts Options, b *budget) ([]Object, err
 		if err != nil {
 			return err
 		}
+		if data, err = opts.Variables.substitute(p, data, ext == ".json"); err != nil {
+			return err
+		}
 		if err := b.admit(p, data); err != nil {
 			return err
 		}

@@ -65,6 +65,8 @@ type Options struct {
 	MaxFileSize int64
 	// Limits bound what one render reads and produces; zero fields take the Max* defaults.
 	Limits Limits
+	// Variables are substituted in every object the render produces; nil substitutes nothing.
+	Variables *Variables
 	// Helm is how a chart is rendered: used when the app's directory holds a Chart.yaml or
 	// Helm.Archive is set. Nil renders a chart with Helm's defaults.
 	Helm *Helm
