@@ -87,6 +87,8 @@ type Engine struct {
 	meta   metadata.Interface
 	core   corev1client.CoreV1Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+	// disc is the mapper's discovery cache: resetting the mapper empties it too.
+	disc discovery.CachedDiscoveryInterface
 	// builtin decides which kinds are custom, and so applied after the CRDs.
 	builtin builtinKinds
 	log     *slog.Logger
@@ -137,12 +139,14 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply: discovery client: %w", err)
 	}
+	disc := memory.NewMemCacheClient(dc)
 	return &Engine{
+		disc:    disc,
 		opts:    opts,
 		dyn:     dyn,
 		meta:    mc,
 		core:    core,
-		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(disc),
 		builtin: newBuiltinKinds(),
 		log:     log,
 	}, nil

@@ -6,7 +6,15 @@
 # Usage: build.sh [tool...]   (default: all four)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
+key=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -c1-12)
+# The Kubernetes binaries report the version of the k8s.io/kubernetes module they are built
+# from, as released binaries do: charts compare .Capabilities.KubeVersion (and their
+# Chart.yaml's kubeVersion) against it, and a development build would say v0.0.0.
+kver=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$here/go.mod")
+kmajor=${kver#v}; kmajor=${kmajor%%.*}
+kminor=${kver#v*.}; kminor=${kminor%%.*}
+vpkg=k8s.io/component-base/version
+ldflags="-s -w -X $vpkg.gitVersion=$kver -X $vpkg.gitMajor=$kmajor -X $vpkg.gitMinor=$kminor -X $vpkg.gitTreeState=clean"
 cache=${FERRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferry}
 out="$cache/k8s-$key"
 declare -A pkg=(
@@ -25,7 +33,7 @@ for t in "$@"; do
   [[ -x "$out/$t" ]] && continue
   echo "building $t into $out (first time only; the whole control plane takes ~20 minutes on 2 cores)" >&2
   start=$SECONDS
-  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out/$t.tmp" "${pkg[$t]}")
+  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$out/$t.tmp" "${pkg[$t]}")
   mv "$out/$t.tmp" "$out/$t"
   echo "built $t in $((SECONDS - start))s" >&2
 done
