@@ -20,13 +20,15 @@ const (
 	StageApply     = "apply"
 	StagePrune     = "prune"
 	StageHealth    = "health"
+	// StageHooks is a Helm hook that could not be run, or ran and failed.
+	StageHooks = "hooks"
 )
 
 // Error is a failure about one object, carrying what a user needs to fix it: the object, the
 // repository file that declares it and the apiserver's own message. It is what a commit status or
 // the sync page shows.
 type Error struct {
-	// Stage is the phase that failed: apply, prune, health, prepare, inventory.
+	// Stage is the phase that failed: apply, prune, health, hooks, prepare, inventory.
 	Stage string
 	// Object names the object the way kubectl does, e.g. "Deployment db/api".
 	Object string
@@ -122,8 +124,9 @@ func IsTransient(err error) bool {
 	}
 	var oe *Error
 	if errors.As(err, &oe) && oe.Err != nil && oe.Err != err {
-		if oe.Stage == StageHealth && errors.Is(oe.Err, context.DeadlineExceeded) {
-			// The app's timeout ran out: waiting longer is the caller's decision, not a retry's.
+		if (oe.Stage == StageHealth || oe.Stage == StageHooks) && errors.Is(oe.Err, context.DeadlineExceeded) {
+			// The app's timeout ran out (waiting for objects, or for a hook to complete): waiting
+			// longer is the caller's decision, not a retry's.
 			// Other health errors (the apiserver unreachable while polling) classify by cause.
 			return false
 		}

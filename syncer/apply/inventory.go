@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -27,6 +28,8 @@ const (
 	LabelInventory = "ferry.dev/inventory-of"
 	inventoryKey   = "inventory.json.gz"
 	revisionKey    = "revision"
+	// hooksKey holds the hashes of the app's Helm hooks (see hooks.go), as JSON.
+	hooksKey = "hooks"
 	// maxInventoryBytes stays under the 1 MiB ConfigMap limit with room for metadata. Entries are
 	// gzipped JSON (roughly 40 bytes each compressed), so this is tens of thousands of objects.
 	maxInventoryBytes = 900 << 10
@@ -69,6 +72,10 @@ func (en *entry) mapping() mapping {
 type inventory struct {
 	revision string
 	entries  map[string]*entry // by ID key
+	// hooks are the hashes of the app's Helm hooks by ID key, as they were when the hooks last
+	// completed: they are not objects to keep, prune or repair, only what decides whether a sync
+	// runs its hooks again.
+	hooks map[string]string
 	// resourceVersion of the ConfigMap read, for an optimistic-concurrency update; "" if absent.
 	resourceVersion string
 }
@@ -87,7 +94,7 @@ func (inv *inventory) sorted() []*entry {
 
 // equal reports whether two inventories would be stored identically.
 func (inv *inventory) equal(o *inventory) bool {
-	if inv.revision != o.revision || len(inv.entries) != len(o.entries) {
+	if inv.revision != o.revision || len(inv.entries) != len(o.entries) || !maps.Equal(inv.hooks, o.hooks) {
 		return false
 	}
 	for k, a := range inv.entries {
@@ -101,7 +108,8 @@ func (inv *inventory) equal(o *inventory) bool {
 
 // clone copies an inventory so the copy can be edited.
 func (inv *inventory) clone() *inventory {
-	c := &inventory{revision: inv.revision, resourceVersion: inv.resourceVersion, entries: make(map[string]*entry, len(inv.entries))}
+	c := &inventory{revision: inv.revision, resourceVersion: inv.resourceVersion, entries: make(map[string]*entry, len(inv.entries)),
+		hooks: maps.Clone(inv.hooks)}
 	for k, en := range inv.entries {
 		cp := *en
 		c.entries[k] = &cp
@@ -155,6 +163,11 @@ func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, err
 	}
 	inv.resourceVersion = cm.ResourceVersion
 	inv.revision = cm.Data[revisionKey]
+	if raw := cm.Data[hooksKey]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &inv.hooks); err != nil {
+			return nil, fmt.Errorf("inventory of app %s: hooks: %w", app, err)
+		}
+	}
 	raw := cm.BinaryData[inventoryKey]
 	if len(raw) == 0 {
 		return inv, nil
@@ -218,6 +231,14 @@ func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory)
 	if len(raw) > maxInventoryBytes {
 		return &Error{Stage: StageInventory, Object: "app " + app, Message: fmt.Sprintf("inventory of %d objects is too large (%d bytes compressed)", len(inv.entries), len(raw))}
 	}
+	data := map[string]string{revisionKey: inv.revision}
+	if len(inv.hooks) > 0 {
+		hooks, err := json.Marshal(inv.hooks)
+		if err != nil {
+			return fmt.Errorf("encode inventory hooks: %w", err)
+		}
+		data[hooksKey] = string(hooks)
+	}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            inventoryName(app),
@@ -225,7 +246,7 @@ func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory)
 			ResourceVersion: inv.resourceVersion,
 			Labels:          map[string]string{LabelManagedBy: ManagedByValue, LabelInventory: app},
 		},
-		Data:       map[string]string{revisionKey: inv.revision},
+		Data:       data,
 		BinaryData: map[string][]byte{inventoryKey: raw},
 	}
 	name := "ConfigMap " + e.opts.InventoryNamespace + "/" + inventoryName(app)

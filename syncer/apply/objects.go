@@ -78,6 +78,8 @@ type desired struct {
 	definedHere bool
 	// body is obj as sent: encoded once, for the hash and the apply request both.
 	body []byte
+	// hook is set on a Helm hook, which runs in a phase of its own (see hooks.go).
+	hook *render.Hook
 }
 
 // crdInfo is what a CRD in the desired set says about the kind it defines, so that its custom
@@ -247,6 +249,7 @@ func (e *Engine) prepare(_ context.Context, app App, objs []render.Object) ([]*d
 			file:        o.File,
 			stage:       e.builtin.stageOf(gvk.GroupKind(), m.namespaced, definedHere),
 			definedHere: definedHere,
+			hook:        o.Hook,
 		}
 		if first, dup := seen[d.id.key()]; dup {
 			errs = append(errs, &Error{Stage: StagePrepare, Object: d.id.String(), File: o.File,

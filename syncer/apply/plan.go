@@ -33,6 +33,8 @@ const (
 	PlanChange    PlanAction = "change"
 	PlanUnchanged PlanAction = "unchanged"
 	PlanPrune     PlanAction = "prune"
+	// PlanHook: a Helm hook the sync would run (dry-run as created; a plan never runs it).
+	PlanHook PlanAction = "hook"
 )
 
 // FieldChange is one field a change would set, add or remove, at a JSON pointer.
@@ -53,6 +55,8 @@ type PlanEntry struct {
 	// Unvalidated marks a PlanCreate of a custom resource whose CRD is new in the change: the
 	// cluster cannot dry-run a kind it does not serve yet, so the apiserver has not checked it.
 	Unvalidated bool
+	// Hook is the phase a PlanHook runs in, e.g. "pre-upgrade".
+	Hook string `json:",omitempty"`
 }
 
 // Plan is what syncing an app at a commit would do, computed with server-side dry-runs: the
@@ -61,7 +65,9 @@ type Plan struct {
 	Created, Changed, Unchanged, Pruned int
 	// Unvalidated counts the created objects that could not be dry-run (see PlanEntry).
 	Unvalidated int
-	Entries     []PlanEntry
+	// Hooks counts the Helm hooks the sync would run.
+	Hooks   int `json:",omitempty"`
+	Entries []PlanEntry
 }
 
 // Summary is the plan in one line, as a commit status says it.
@@ -69,6 +75,9 @@ func (p *Plan) Summary() string {
 	s := fmt.Sprintf("%d changed, %d created, %d pruned", p.Changed, p.Created, p.Pruned)
 	if p.Unvalidated > 0 {
 		s += fmt.Sprintf("; %d not validated (new CRDs)", p.Unvalidated)
+	}
+	if p.Hooks > 0 {
+		s += fmt.Sprintf("; %d hooks would run", p.Hooks)
 	}
 	return s
 }
@@ -79,7 +88,8 @@ func (p *Plan) Summary() string {
 // not own are planned as created whether they exist or not (see planNew): the plan tells nothing
 // about objects outside the app, and conflicts with them surface when the commit is deployed.
 // Custom resources of a kind that only a CRD among objs defines cannot be dry-run: they are
-// planned as created and marked Unvalidated.
+// planned as created and marked Unvalidated. The Helm hooks a sync would run are listed last,
+// as PlanHook entries in run order, dry-run as created and never run.
 func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan, error) {
 	if err := validateApp(app); err != nil {
 		return nil, err
@@ -88,11 +98,13 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 	if err != nil {
 		return nil, err
 	}
+	want, hooks := splitHooks(want)
 	inv, err := e.readInventory(ctx, app.Name)
 	if err != nil {
 		return nil, err
 	}
-	unserved, err := e.unserved(want)
+	hr := e.newHookRun(app, inv, want, hooks)
+	unserved, err := e.unserved(append(slices.Clip(want), hr.toRun()...))
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +161,18 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 			p.Pruned++
 		}
 	}
-	p.Entries = entries
+	// Hooks last, in the order they would run.
+	hookEntries, err := e.planHooks(ctx, hr, unserved)
+	if err != nil {
+		return nil, err
+	}
+	for _, en := range hookEntries {
+		p.Hooks++
+		if en.Unvalidated {
+			p.Unvalidated++
+		}
+	}
+	p.Entries = append(entries, hookEntries...)
 	return p, nil
 }
 
@@ -294,12 +317,15 @@ func normalized(u *unstructured.Unstructured) map[string]any {
 func (p *Plan) Text() string {
 	var b strings.Builder
 	for _, en := range p.Entries {
-		sign := map[PlanAction]string{PlanCreate: "+", PlanChange: "~", PlanUnchanged: "=", PlanPrune: "-"}[en.Action]
+		sign := map[PlanAction]string{PlanCreate: "+", PlanChange: "~", PlanUnchanged: "=", PlanPrune: "-", PlanHook: "*"}[en.Action]
 		fmt.Fprintf(&b, "%s %s", sign, en.ID)
 		if en.File != "" {
 			fmt.Fprintf(&b, "  (%s)", en.File)
 		}
 		fmt.Fprintf(&b, "  %s", en.Action)
+		if en.Hook != "" {
+			fmt.Fprintf(&b, " (%s, dry-run only)", en.Hook)
+		}
 		if en.Unvalidated {
 			b.WriteString(" (not validated: its CRD is new in this change)")
 		}

@@ -15,6 +15,8 @@ const (
 	ActionUnchanged Action = "unchanged"
 	// ActionPruned: the object left Git and was deleted.
 	ActionPruned Action = "pruned"
+	// ActionHook: a Helm hook was run; ObjectResult.Outcome says how it ended.
+	ActionHook Action = "hook"
 )
 
 // ObjectResult is the outcome for one object, for the sync page and logs.
@@ -23,6 +25,8 @@ type ObjectResult struct {
 	Action Action
 	// File is the repository file that declares the object ("" for pruned objects).
 	File string
+	// Outcome is set for a hook: its phase and how it ended, e.g. "pre-install hook succeeded".
+	Outcome string `json:",omitempty"`
 }
 
 // Durations are the wall-clock times of a sync's phases.
@@ -34,6 +38,8 @@ type Durations struct {
 	// Health covers waiting for applied objects to become Current, and for new CRDs to be
 	// established when no later stage needed them (that wait starts during Apply).
 	Health time.Duration
+	// Hooks covers running Helm hooks, pre and post (included in Apply for pre hooks).
+	Hooks time.Duration `json:",omitempty"`
 }
 
 // Result summarises a sync. It is returned, partially filled, with an error too, so a failed sync
@@ -41,7 +47,10 @@ type Durations struct {
 type Result struct {
 	Revision                               string
 	Created, Configured, Unchanged, Pruned int
-	// Objects lists every desired object and every pruned one, in ID order per phase.
+	// Hooks counts the Helm hooks run, whatever their outcome.
+	Hooks int `json:",omitempty"`
+	// Objects lists every desired object and every pruned one, in ID order per phase, and the
+	// hooks run, in the order they ran.
 	Objects   []ObjectResult
 	Durations Durations
 }

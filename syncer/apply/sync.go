@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,8 @@ import (
 // what left Git when app.Prune is set, record the inventory, then wait until every object is
 // healthy. An object that exists but is not this app's is never written: it is reported as a
 // *ConflictError after the rest of the app was applied and pruned (health is then not awaited).
+// Helm hooks among objs run around it as hooks.go describes: pre hooks after the first stage,
+// post hooks once the app is healthy; a failing pre hook stops the sync before the rest.
 // The Result is returned with errors too, filled as far as the sync got.
 func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []render.Object) (*Result, error) {
 	if err := validateApp(app); err != nil {
@@ -32,18 +35,23 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	if err != nil {
 		return res, err
 	}
+	want, hooks := splitHooks(want)
 	inv, err := e.readInventory(ctx, app.Name)
 	if err != nil {
 		return res, err
 	}
-	live, err := e.listOwned(ctx, app.Name, resourcesOf(want, inv))
+	hr := e.newHookRun(app, inv, want, hooks)
+	// The hooks to run are read and checked like the app's objects; the others are not looked at.
+	check := append(slices.Clip(want), hr.toRun()...)
+	live, err := e.listOwned(ctx, app.Name, resourcesOf(check, inv))
 	if err != nil {
 		return res, err
 	}
-	before, conflicts, err := e.checkOwnership(ctx, app, want, live, inv)
+	before, conflicts, err := e.checkOwnership(ctx, app, check, live, inv)
 	if err != nil {
 		return res, err
 	}
+	hr.takeOwnership(conflicts, before)
 
 	var toApply []*desired
 	for _, d := range want {
@@ -62,6 +70,7 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	// so a crash between apply and the final inventory write cannot leave an object ferry will
 	// never prune. The empty hash makes the next sync apply it again.
 	next := inv.clone()
+	hr.begin(next)
 	grew := false
 	for _, d := range toApply {
 		if _, ok := next.entries[d.id.key()]; !ok {
@@ -76,7 +85,7 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	}
 
 	fresh := map[string]*unstructured.Unstructured{}
-	establishing, applyErr := e.applyStages(ctx, app, toApply, before, next, fresh, res)
+	establishing, applyErr := e.applyStages(ctx, app, toApply, before, next, fresh, res, hr)
 	defer establishing.stop()
 	res.Durations.Apply = time.Since(start)
 	if applyErr != nil {
@@ -122,6 +131,9 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	}
 	if pruneErr == nil {
 		next.revision = revision
+		if len(hr.toRun()) == 0 {
+			hr.finish(next)
+		}
 	}
 	werr := e.writeIfChanged(ctx, app.Name, inv, next)
 	res.Durations.Prune = time.Since(pruneStart)
@@ -138,8 +150,18 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 		err = e.waitHealthy(ctx, app, want, fresh)
 	}
 	res.Durations.Health = time.Since(healthStart)
+	if err == nil && len(hr.toRun()) > 0 {
+		// Post hooks once the app is healthy; then their hashes, and the others', are recorded.
+		hooksBefore := maps.Clone(next.hooks)
+		if err = hr.run(ctx, false, next, res); err == nil {
+			hr.finish(next)
+		}
+		if !maps.Equal(hooksBefore, next.hooks) {
+			err = errors.Join(err, e.writeInventory(ctx, app.Name, next))
+		}
+	}
 	e.log.InfoContext(ctx, "sync", "app", app.Name, "revision", revision, "created", res.Created,
-		"configured", res.Configured, "unchanged", res.Unchanged, "pruned", res.Pruned,
+		"configured", res.Configured, "unchanged", res.Unchanged, "pruned", res.Pruned, "hooks", res.Hooks,
 		"apply", res.Durations.Apply, "prune", res.Durations.Prune, "health", res.Durations.Health, "error", err)
 	return res, err
 }
@@ -151,9 +173,15 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 // the sync goes on while the apiserver establishes them, which for large CRDs takes seconds, and
 // the returned wait is joined before the health wait (or stopped).
 func (e *Engine) applyStages(ctx context.Context, app App, toApply []*desired, before map[string]liveMeta,
-	next *inventory, fresh map[string]*unstructured.Unstructured, res *Result) (*crdWait, error) {
+	next *inventory, fresh map[string]*unstructured.Unstructured, res *Result, hr *hookRun) (*crdWait, error) {
 	var bg *crdWait
 	for stage := range numStages {
+		if stage == stageRest {
+			// Pre hooks run between the first stage and the rest, and must succeed.
+			if err := hr.run(ctx, true, next, res); err != nil {
+				return bg, err
+			}
+		}
 		var batch []*desired
 		for _, d := range toApply {
 			if d.stage == stage {
@@ -180,7 +208,7 @@ func (e *Engine) applyStages(ctx context.Context, app App, toApply []*desired, b
 		if len(crds) == 0 {
 			continue
 		}
-		if bg == nil && !neededLater(crds, toApply, stage) {
+		if bg == nil && !neededLater(crds, append(slices.Clip(toApply), hr.toRun()...), stage) {
 			bg = e.startWaitEstablished(ctx, app.Name, crds, fresh)
 			continue
 		}
