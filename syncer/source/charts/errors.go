@@ -2,8 +2,8 @@ package charts
 
 import (
 	"context"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 )

@@ -166,6 +166,8 @@ func classifyOCI(name, op string, err error) *Error {
 		return permanentErr(name, op, fmt.Errorf("%w: %v", ErrDigestMismatch, err))
 	case errors.Is(err, errdef.ErrSizeExceedsLimit), errors.Is(err, errTooManyTags):
 		return permanentErr(name, op, fmt.Errorf("%w: %v", ErrTooLarge, err))
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return permanentErr(name, op, fmt.Errorf("the registry requires credentials (401 Unauthorized), none given: %w", err))
 	case errors.Is(err, errdef.ErrNotFound):
 		return permanentErr(name, op, err)
 	}

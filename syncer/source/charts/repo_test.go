@@ -26,6 +26,7 @@ func wantErr(t *testing.T, err error, transient bool, cause error, ref string) {
 	if err == nil {
 		t.Fatalf("Fetch succeeded, want an error naming %s", ref)
 	}
+	t.Logf("error: %v", err)
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("error %v (%T) is not a *charts.Error", err, err)

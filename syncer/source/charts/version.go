@@ -20,14 +20,14 @@ func isExact(want string) bool {
 }
 
 // resolveVersion picks, among the versions a source offers, the one want asks for: the same
-// string or the same semantic version when want is exact, the highest match of a constraint,
+// string, or the same semantic version when want is exact, the highest match of a constraint,
 // or the highest version without a pre-release when want is empty. Versions that are not
 // semantic versions can only be asked for exactly.
 func resolveVersion(available []string, want string) (string, error) {
+	if want != "" && slices.Contains(available, want) {
+		return want, nil
+	}
 	if isExact(want) {
-		if slices.Contains(available, want) {
-			return want, nil
-		}
 		w := semver.MustParse(want)
 		for _, v := range available {
 			if sv, err := semver.NewVersion(v); err == nil && sv.Equal(w) {
