@@ -3,8 +3,16 @@ package charts
 import (
 	"bytes"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+	orasreg "oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/ferrygitops/ferry/test/chartrepo"
 	"github.com/ferrygitops/ferry/test/registry"
@@ -139,4 +147,31 @@ func TestOCIAuth(t *testing.T) {
 			t.Errorf("digest %s, want %s", ch.Digest, digestOf(archive))
 		}
 	}
+}
+
+func TestOCINotAChart(t *testing.T) {
+	host := registry.Start(t)
+	ctx := t.Context()
+	rref, err := orasreg.ParseReference(host + "/charts/image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := &remote.Repository{Client: &auth.Client{Client: http.DefaultClient}, Reference: rref, PlainHTTP: true}
+	layerData := chartrepo.Package(t, "hello", "1.0.0")
+	layer := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerGzip, layerData)
+	if err := repo.Push(ctx, layer, bytes.NewReader(layerData)); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, "application/vnd.example.thing",
+		oras.PackManifestOptions{Layers: []ocispec.Descriptor{layer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Tag(ctx, desc, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	f := newFetcher(t)
+	chart := "oci://" + host + "/charts/image"
+	_, err = f.Fetch(ctx, Ref{Chart: chart, Version: "1.0.0", PlainHTTP: true}, nil)
+	wantErr(t, err, false, ErrNotChart, chart+":1.0.0")
 }
