@@ -66,7 +66,9 @@ type call struct {
 }
 
 // NewFetcher returns a Fetcher that keeps archives under dir (created when needed) and makes its
-// requests with hc, whose timeouts and transport the caller chooses.
+// requests with hc (required), whose timeouts, proxy and TLS settings the caller chooses. The
+// cache is not pruned here: archives are small and named by content, and whoever owns dir may
+// delete any file in it at any time (a missing archive is fetched again).
 func NewFetcher(dir string, hc *http.Client) *Fetcher {
 	return &Fetcher{
 		hc:               hc,
@@ -124,8 +126,11 @@ func (f *Fetcher) fetch(ctx context.Context, ref Ref, creds *Credentials, key st
 	}
 	if err == nil {
 		if isExact(ref.Version) {
-			// Best effort: without the record the next offline fetch fails as it would anyway.
-			_ = f.cache.remember(key, record{Ref: ch.Ref, Version: ch.Version, Digest: ch.Digest})
+			rec := record{Ref: ch.Ref, Version: ch.Version, Digest: ch.Digest}
+			if old, ok := f.cache.lookup(key); !ok || old != rec {
+				// Best effort: without the record an offline fetch fails as it would anyway.
+				_ = f.cache.remember(key, rec)
+			}
 		}
 		return ch, nil
 	}

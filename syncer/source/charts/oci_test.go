@@ -2,9 +2,14 @@ package charts
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -174,4 +179,94 @@ func TestOCINotAChart(t *testing.T) {
 	chart := "oci://" + host + "/charts/image"
 	_, err = f.Fetch(ctx, Ref{Chart: chart, Version: "1.0.0", PlainHTTP: true}, nil)
 	wantErr(t, err, false, ErrNotChart, chart+":1.0.0")
+}
+
+// faultProxy forwards to a registry, counting requests by path and answering the first failures
+// requests with 503.
+type faultProxy struct {
+	mu       sync.Mutex
+	failures int
+	requests map[string]int
+	proxy    *httputil.ReverseProxy
+}
+
+func startFaultProxy(t *testing.T, host string) (string, *faultProxy) {
+	t.Helper()
+	target, err := url.Parse("http://" + host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{requests: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), p
+}
+
+func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.requests[r.Method+" "+r.URL.Path]++
+	fail := p.failures > 0
+	if fail {
+		p.failures--
+	}
+	p.mu.Unlock()
+	if fail {
+		http.Error(w, "injected failure", http.StatusServiceUnavailable)
+		return
+	}
+	p.proxy.ServeHTTP(w, r)
+}
+
+func (p *faultProxy) failNext(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures = n
+}
+
+func (p *faultProxy) count(methodPath string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.requests[methodPath]
+}
+
+func TestOCITransientThenSuccessAndDownloadOnce(t *testing.T) {
+	host := registry.Start(t)
+	archive := chartrepo.Package(t, "hello", "1.0.0")
+	registry.PushChart(t, host, "charts/hello", "1.0.0", archive, "", "")
+	proxied, proxy := startFaultProxy(t, host)
+	f := newFetcher(t)
+	chart := "oci://" + proxied + "/charts/hello"
+	ref := Ref{Chart: chart, Version: "1.0.0", PlainHTTP: true}
+
+	proxy.failNext(1)
+	_, err := f.Fetch(t.Context(), ref, nil)
+	wantErr(t, err, true, nil, chart+":1.0.0")
+	if !strings.Contains(err.Error(), "503") {
+		t.Errorf("error %q does not say 503", err)
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() {
+			ch, err := f.Fetch(t.Context(), ref, nil)
+			if err == nil && ch.Digest != digestOf(archive) {
+				err = fmt.Errorf("digest %s, want %s", ch.Digest, digestOf(archive))
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("after the 503: %v", err)
+		}
+	}
+	if _, err := f.Fetch(t.Context(), ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	blob := "GET /v2/charts/hello/blobs/" + digestOf(archive)
+	if n := proxy.count(blob); n != 1 {
+		t.Errorf("chart layer downloaded %d times by 9 fetches, want 1", n)
+	}
 }

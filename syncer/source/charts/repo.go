@@ -69,6 +69,9 @@ func (f *Fetcher) fetchRepo(ctx context.Context, ref Ref, creds *Credentials) (*
 	if chartURL.Scheme != "http" && chartURL.Scheme != "https" {
 		return nil, permanentErr(name, "read index entry", fmt.Errorf("%w: archive URL scheme %q", ErrBadRef, chartURL.Scheme))
 	}
+	// With the index's digest a cached archive is used as it is; an index without digests (some
+	// hand-made repositories) gets its archive downloaded every time, since nothing else says
+	// the cached one is still what the repository serves.
 	want := ""
 	if entry.Digest != "" {
 		if want, err = normalizeDigest(entry.Digest); err != nil {
