@@ -3,6 +3,8 @@ package charts
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -188,6 +190,8 @@ type faultProxy struct {
 	failures int
 	requests map[string]int
 	proxy    *httputil.ReverseProxy
+	// hold, when set, is called before a request is forwarded (and may block it).
+	hold func(*http.Request)
 }
 
 func startFaultProxy(t *testing.T, host string) (string, *faultProxy) {
@@ -197,6 +201,7 @@ func startFaultProxy(t *testing.T, host string) (string, *faultProxy) {
 		t.Fatal(err)
 	}
 	p := &faultProxy{requests: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
+	p.proxy.ErrorLog = log.New(io.Discard, "", 0) // a cancelled request is part of some tests
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://"), p
@@ -209,10 +214,14 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if fail {
 		p.failures--
 	}
+	hold := p.hold
 	p.mu.Unlock()
 	if fail {
 		http.Error(w, "injected failure", http.StatusServiceUnavailable)
 		return
+	}
+	if hold != nil {
+		hold(r)
 	}
 	p.proxy.ServeHTTP(w, r)
 }

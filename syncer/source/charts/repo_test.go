@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -303,4 +304,75 @@ func TestRepoUnreachable(t *testing.T) {
 	<-ctx.Done()
 	_, err = f.Fetch(ctx, Ref{RepoURL: srv.URL, Chart: "hello", Version: "1.0.0"}, nil)
 	wantErr(t, err, true, nil, srv.URL+"/ hello@1.0.0")
+}
+
+// A caller that waits for another's fetch of the same chart is not failed by that caller's
+// cancellation: it fetches the chart itself.
+func TestWaiterSurvivesCancelledFetch(t *testing.T) {
+	srv := chartrepo.Start(t, chartrepo.Options{})
+	archive := srv.AddChart(t, "hello", "1.0.0")
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxied, proxy := startFaultProxy(t, u.Host)
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	proxy.hold = func(r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".tgz") {
+			once.Do(func() {
+				arrived <- struct{}{}
+				<-release
+			})
+		}
+	}
+	repoURL := "http://" + proxied + "/charts"
+	ref := Ref{RepoURL: repoURL, Chart: "hello", Version: "1.0.0"}
+	f := newFetcher(t)
+
+	leaderCtx, cancelLeader := context.WithCancel(t.Context())
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, err := f.Fetch(leaderCtx, ref, nil)
+		leaderErr <- err
+	}()
+	select { // the first fetch is downloading the archive
+	case <-arrived:
+	case err := <-leaderErr:
+		t.Fatalf("the first fetch ended before downloading: %v", err)
+	}
+	type result struct {
+		ch  *Chart
+		err error
+	}
+	waiter := make(chan result, 1)
+	go func() {
+		ch, err := f.Fetch(t.Context(), ref, nil)
+		waiter <- result{ch, err}
+	}()
+	// Let the second caller find the fetch in flight and wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for !waiting(f) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	cancelLeader()
+	err = <-leaderErr
+	close(release)
+	wantErr(t, err, true, context.Canceled, repoURL+"/ hello@1.0.0")
+	res := <-waiter
+	if res.err != nil {
+		t.Fatalf("the waiting caller failed with the cancelled caller's error: %v", res.err)
+	}
+	if res.ch.Digest != digestOf(archive) {
+		t.Errorf("digest %s, want %s", res.ch.Digest, digestOf(archive))
+	}
+}
+
+// waiting reports whether a fetch is in flight.
+func waiting(f *Fetcher) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls) > 0
 }
