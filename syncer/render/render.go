@@ -134,7 +134,9 @@ var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Ku
 
 // Render returns the objects declared under dir in fsys, a commit's tree rooted at the repository
 // root. The order is deterministic: source order for plain directories (files in lexical order,
-// documents in file order), kustomize's resource order for kustomizations. Two objects with the same
+// documents in file order), kustomize's resource order for kustomizations, for a Helm chart (dir
+// holds a Chart.yaml, or opts.Helm.Archive is set) its CRDs and then its templates' objects in
+// template path order. Two objects with the same
 // group, kind, namespace and name are an error naming both files.
 func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 	if opts.MaxFileSize <= 0 {
@@ -144,6 +146,16 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
+	var objs []Object
+	b := newBudget(opts.Limits)
+	if opts.Helm != nil && opts.Helm.Archive != nil {
+		// A remote chart: the app's directory only holds values files, if anything.
+		objs, err = renderChart(fsys, clean, opts, b)
+		if err != nil {
+			return nil, err
+		}
+		return objs, checkDuplicates(objs)
+	}
 	st, err := fs.Stat(fsys, clean)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", dir, err)
@@ -151,11 +163,14 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("render %s: not a directory", dir)
 	}
-	var objs []Object
-	b := newBudget(opts.Limits)
-	if kfile := findKustomization(fsys, clean); kfile != "" {
+	switch kfile := findKustomization(fsys, clean); {
+	case isChartDir(fsys, clean):
+		objs, err = renderChart(fsys, clean, opts, b)
+	case opts.Helm != nil && (len(opts.Helm.ValuesFiles) > 0 || len(opts.Helm.Values) > 0):
+		return nil, fmt.Errorf("render %s: Helm values are set but the directory holds no %s", dir, chartFile)
+	case kfile != "":
 		objs, err = renderKustomization(fsys, clean, kfile, opts, b)
-	} else {
+	default:
 		objs, err = renderPlain(fsys, clean, opts, b)
 	}
 	if err != nil {
@@ -172,12 +187,16 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 // components elsewhere in the repository included. A change under none of them cannot change
 // what dir renders to, which is how a pull request or push that only touches a shared base is
 // still seen to touch the apps built on it. A directory stands for everything under it, so the
-// set may be larger than what kustomize reads, never smaller. An error is what Render would
-// refuse (or fail to find) in the same tree.
-func Inputs(fsys fs.FS, dir string) ([]string, error) {
+// set may be larger than what kustomize reads, never smaller. For a chart they are the chart's
+// directory (none for a remote chart, fixed by its reference) and its values files. An error is
+// what Render would refuse (or fail to find) in the same tree.
+func Inputs(fsys fs.FS, dir string, opts Options) ([]string, error) {
 	clean, err := cleanDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	if isChartApp(fsys, clean, opts) {
+		return chartInputs(fsys, clean, opts)
 	}
 	if findKustomization(fsys, clean) == "" {
 		return []string{clean}, nil
