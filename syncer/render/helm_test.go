@@ -97,12 +97,12 @@ func TestHelmChart(t *testing.T) {
 	}
 	wantHooks := map[string]*Hook{
 		"CustomResourceDefinition/widgets.shop.example.org": nil,
-		"Service/web-cache":             nil,
-		"ConfigMap/web-settings":        nil,
-		"Deployment/web":                nil,
-		"Job/web-migrate":               {Pre: true, Install: true, Upgrade: true, Weight: -5, DeletePolicies: []string{HookSucceeded, HookBeforeCreation}},
-		"ConfigMap/web-installed":       {Install: true, DeletePolicies: []string{HookBeforeCreation}},
-		"PodDisruptionBudget/web":       nil,
+		"Service/web-cache":       nil,
+		"ConfigMap/web-settings":  nil,
+		"Deployment/web":          nil,
+		"Job/web-migrate":         {Pre: true, Install: true, Upgrade: true, Weight: -5, DeletePolicies: []string{HookSucceeded, HookBeforeCreation}},
+		"ConfigMap/web-installed": {Install: true, DeletePolicies: []string{HookBeforeCreation}},
+		"PodDisruptionBudget/web": nil,
 	}
 	if diff := cmp.Diff(wantHooks, hooks); diff != "" {
 		t.Errorf("hooks (-want +got):\n%s", diff)
