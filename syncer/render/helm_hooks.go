@@ -20,7 +20,8 @@ const (
 
 // droppedHookEvents are the events ferry never reaches: it runs no chart tests and never
 // uninstalls or rolls back a release. A hook for only these is left out of the render.
-var droppedHookEvents = []string{"test", "test-success", "test-failure", "pre-delete", "post-delete", "pre-rollback", "post-rollback"}
+// crd-install is Helm 2's, which Helm 3 and later no longer run either.
+var droppedHookEvents = []string{"test", "test-success", "test-failure", "pre-delete", "post-delete", "pre-rollback", "post-rollback", "crd-install"}
 
 // hookOf reads an object's hook annotations: no hook (nil, true) for an ordinary object, the
 // hook for an install or upgrade hook, and keep false for a hook ferry never runs (tests,

@@ -329,6 +329,10 @@ func TestHelmErrors(t *testing.T) {
 		files: map[string]string{"apps/shop/templates/hooks.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: h\n  annotations:\n    helm.sh/hook: post-upgrade\n    helm.sh/hook-weight: heavy\n"},
 		want:  []string{"apps/shop/templates/hooks.yaml", "ConfigMap h", `"heavy"`},
 	}, {
+		name:  "unknown hook event",
+		files: map[string]string{"apps/shop/templates/hooks.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: h\n  annotations:\n    helm.sh/hook: pre-instal\n"},
+		want:  []string{"apps/shop/templates/hooks.yaml", "ConfigMap h", `unknown hook event "pre-instal"`},
+	}, {
 		name:  "unknown hook delete policy",
 		files: map[string]string{"apps/shop/templates/hooks.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: h\n  annotations:\n    helm.sh/hook: post-upgrade\n    helm.sh/hook-delete-policy: never\n"},
 		want:  []string{"apps/shop/templates/hooks.yaml", `"never"`},

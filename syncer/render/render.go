@@ -1,9 +1,11 @@
 // Package render turns one app's directory of one commit into the Kubernetes objects Git declares.
 //
-// Two shapes are understood: a kustomization (built with kustomize's krusty, in memory, with no
-// network, no plugins and no Helm) and a plain directory of YAML/JSON manifests. Rendering reads only
-// the commit's own files: whatever the repository says is what gets applied, nothing fetched from
-// elsewhere can change it.
+// Three shapes are understood: a Helm chart (a directory holding a Chart.yaml, or a remote chart's
+// archive fetched before the render), rendered with the Helm SDK's template engine and no release,
+// cluster or network; a kustomization (built with kustomize's krusty, in memory, with no network,
+// no plugins and no Helm); and a plain directory of YAML/JSON manifests. Rendering reads only the
+// commit's own files (and a remote chart's archive, pinned by its reference): whatever the
+// repository says is what gets applied, nothing fetched from elsewhere can change it.
 package render
 
 import (
@@ -66,19 +68,24 @@ type Options struct {
 	// Limits bound what one render reads and produces; zero fields take the Max* defaults.
 	Limits Limits
 	// Helm is how a chart is rendered: used when the app's directory holds a Chart.yaml or
-	// Helm.Archive is set. Nil renders a chart with Helm's defaults.
+	// Helm.Archive is set. Nil renders a chart with Helm's defaults: the release is named
+	// after the chart, its namespace is empty and the capabilities are the SDK's. Values or
+	// values files given for a directory that holds no chart are an error.
 	Helm *Helm
 }
 
 // Helm is the rendering of one app's chart: Helm's template engine only, with no release,
 // no cluster access and no network; a remote chart was fetched before the render.
 type Helm struct {
-	// ReleaseName is .Release.Name (the app's name unless configured).
+	// ReleaseName is .Release.Name (the app's name unless configured). Every render is an
+	// install to the templates: .Release.IsInstall is true, .Release.Revision 1 and
+	// .Release.Service "ferry".
 	ReleaseName string
 	// Namespace is .Release.Namespace and the namespace of namespaced objects that name none.
 	Namespace string
-	// ValuesFiles are repository-relative values files, merged in order over the chart's
-	// values.yaml; Values are merged last.
+	// ValuesFiles are values files of the commit, merged in order over the chart's
+	// values.yaml: relative to the app's directory ("../" allowed within the repository), or
+	// to the repository root when they start with "/". Values are merged last.
 	ValuesFiles []string
 	Values      map[string]any
 	// SkipCRDs leaves out the chart's crds/ directory (by default its CRDs are applied, in the
