@@ -475,3 +475,31 @@ func TestHelmArchive(t *testing.T) {
 		t.Errorf("subchart archive template file %q", got)
 	}
 }
+
+func TestHelmSubchartAlias(t *testing.T) {
+	repo := helmRepo(t, map[string]string{
+		"apps/shop/Chart.yaml": "apiVersion: v2\nname: shop\nversion: 0.3.0\ndependencies:\n" +
+			"  - name: cache\n    version: 1.x.x\n" +
+			"  - name: cache\n    alias: replica\n    version: 1.x.x\n",
+		"apps/shop/charts/cache/templates/service.yaml": "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}-{{ .Chart.Name }}\nspec:\n  ports:\n    - port: {{ .Values.port }}\n",
+	})
+	objs, err := Render(repo, "apps/shop", helmOpts(Helm{Values: map[string]any{"replica": map[string]any{"port": 7000}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, port := range map[string]int64{"web-cache": 6380, "web-replica": 7000} {
+		svc := find(t, objs, "Service", name)
+		if svc.File != "apps/shop/charts/cache/templates/service.yaml" {
+			t.Errorf("Service %s from %q, want the vendored subchart's template", name, svc.File)
+		}
+		if got := field(t, svc, "spec", "ports"); !cmp.Equal(got, []any{map[string]any{"port": port}}) {
+			t.Errorf("Service %s ports %v, want %d", name, got, port)
+		}
+	}
+	// A template error in the aliased copy still names the file it was read from.
+	repo["apps/shop/charts/cache/templates/service.yaml"] = &fstest.MapFile{Data: []byte("{{ if eq .Chart.Name \"replica\" }}{{ fail \"no replica here\" }}{{ end }}\n")}
+	_, err = Render(repo, "apps/shop", helmOpts(Helm{}))
+	if err == nil || !strings.HasPrefix(err.Error(), "apps/shop/charts/cache/templates/service.yaml: ") || !strings.Contains(err.Error(), "no replica here") {
+		t.Errorf("error %v, want it to name apps/shop/charts/cache/templates/service.yaml", err)
+	}
+}
