@@ -68,6 +68,9 @@ func renderChart(fsys fs.FS, dir string, opts Options, b *budget) (objs []Object
 	if kv := c.Metadata.KubeVersion; kv != "" && !chartutil.IsCompatibleRange(kv, caps.KubeVersion.String()) {
 		return nil, fmt.Errorf("%s: the chart requires Kubernetes %s and the cluster runs %s", chartYAML, kv, caps.KubeVersion.String())
 	}
+	if err := checkVendored(c, vals, where); err != nil {
+		return nil, err
+	}
 	if err := chartutil.ProcessDependencies(c, vals); err != nil {
 		return nil, fmt.Errorf("%s: dependencies: %w", chartYAML, err)
 	}
@@ -171,6 +174,58 @@ func chartInputs(fsys fs.FS, dir string, opts Options) ([]string, error) {
 	}
 	slices.Sort(in)
 	return slices.Compact(in), nil
+}
+
+// checkVendored refuses a chart that declares an enabled dependency missing from its charts/
+// directory: rendering offline cannot fetch it, and leaving it out would apply a different
+// stack than the chart describes. A dependency its condition or tags disable may be missing
+// (charts in their source repository often declare optional ones vendored only at release).
+func checkVendored(c *chart.Chart, vals map[string]any, where string) error {
+	cvals, err := util.CoalesceValues(c, vals)
+	if err != nil {
+		return fmt.Errorf("%s: values: %w", under(where, chartFile), err)
+	}
+	var missing []string
+	for _, d := range c.Metadata.Dependencies {
+		if d == nil || !dependencyEnabled(d, cvals) {
+			continue
+		}
+		found := slices.ContainsFunc(c.Dependencies(), func(sub *chart.Chart) bool { return sub.Name() == d.Name })
+		if !found && !slices.Contains(missing, d.Name) {
+			missing = append(missing, d.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s: dependencies %s are not vendored under charts/ (run helm dependency build and commit charts/)", under(where, chartFile), strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// dependencyEnabled evaluates a dependency's condition (the first of its comma-separated value
+// paths that holds a boolean) and, when none decides, its tags (enabled if any is true), as
+// Helm does; with neither it is enabled.
+func dependencyEnabled(d *chart.Dependency, vals common.Values) bool {
+	for _, p := range strings.Split(d.Condition, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if v, err := vals.PathValue(p); err == nil {
+			if b, ok := v.(bool); ok {
+				return b
+			}
+		}
+	}
+	if len(d.Tags) == 0 {
+		return true
+	}
+	for _, tag := range d.Tags {
+		if v, err := vals.PathValue("tags." + tag); err == nil {
+			if b, ok := v.(bool); ok && b {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // archiveRef names a remote chart in files and errors.

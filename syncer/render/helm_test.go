@@ -313,6 +313,10 @@ func TestHelmErrors(t *testing.T) {
 		files: map[string]string{"apps/shop/charts/cache/Chart.yaml": "apiVersion: v2\nversion: 1.0.0\n"},
 		want:  []string{"apps/shop/charts/cache/Chart.yaml", "name is required"},
 	}, {
+		name:  "a dependency not vendored",
+		files: map[string]string{"apps/shop/Chart.yaml": "apiVersion: v2\nname: shop\nversion: 0.3.0\ndependencies:\n  - name: cache\n    version: 1.x.x\n  - name: postgresql\n    version: 16.x.x\n    repository: oci://registry-1.docker.io/bitnamicharts\n"},
+		want:  []string{"apps/shop/Chart.yaml", "postgresql", "not vendored"},
+	}, {
 		name:  "bad values.yaml",
 		files: map[string]string{"apps/shop/values.yaml": "replicas: [1\n"},
 		want:  []string{"apps/shop/values.yaml"},

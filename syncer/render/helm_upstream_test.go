@@ -14,6 +14,8 @@ import (
 // in namespace "ns".
 var upstreamCharts = []struct {
 	module, version, dir string
+	// values are the app's values, if any.
+	values map[string]any
 	// kinds counts the objects rendered by kind.
 	kinds map[string]int
 	// names are objects (kind/name) that must be among them.
@@ -26,11 +28,12 @@ var upstreamCharts = []struct {
 	names: []string{"APIService/v1beta1.metrics.k8s.io", "Deployment/rel-metrics-server", "Service/rel-metrics-server"},
 	hooks: map[string]Hook{},
 }, {
-	// A vendored subchart of CRDs (charts/crds) and one of dashboards (charts/grafana, disabled
-	// by default), and post-upgrade hooks.
+	// Vendored subcharts (charts/grafana, enabled here, and charts/crds, disabled with the
+	// kyverno-api dependency that the repository does not vendor), and post-upgrade hooks.
 	module: "github.com/kyverno/kyverno", version: "v1.19.1", dir: "charts/kyverno",
-	kinds: map[string]int{"ClusterRole": 17, "ClusterRoleBinding": 8, "ConfigMap": 2, "CustomResourceDefinition": 11, "Deployment": 4, "Job": 1, "Role": 4, "RoleBinding": 4, "Service": 6, "ServiceAccount": 5},
-	names: []string{"Deployment/kyverno-admission-controller", "Deployment/kyverno-reports-controller", "CustomResourceDefinition/clusterpolicies.kyverno.io", "CustomResourceDefinition/policyexceptions.kyverno.io"},
+	values: map[string]any{"crds": map[string]any{"install": false}, "grafana": map[string]any{"enabled": true}},
+	kinds:  map[string]int{"ClusterRole": 17, "ClusterRoleBinding": 8, "ConfigMap": 3, "Deployment": 4, "Job": 1, "Role": 4, "RoleBinding": 4, "Service": 6, "ServiceAccount": 5},
+	names:  []string{"Deployment/kyverno-admission-controller", "Deployment/kyverno-reports-controller"},
 	hooks: map[string]Hook{
 		"ClusterRole/rel-kyverno:migrate-resources":        {Upgrade: true, Weight: 100, DeletePolicies: []string{HookBeforeCreation, HookSucceeded, HookFailed}},
 		"ClusterRoleBinding/rel-kyverno:migrate-resources": {Upgrade: true, Weight: 100, DeletePolicies: []string{HookBeforeCreation, HookSucceeded, HookFailed}},
@@ -67,7 +70,7 @@ func TestHelmUpstreamCharts(t *testing.T) {
 				t.Fatal(err)
 			}
 			opts := DefaultOptions()
-			opts.Helm = &Helm{ReleaseName: "rel", Namespace: "ns", Capabilities: clusterCaps}
+			opts.Helm = &Helm{ReleaseName: "rel", Namespace: "ns", Capabilities: clusterCaps, Values: c.values}
 			objs, err := Render(os.DirFS(d), c.dir, opts)
 			if err != nil {
 				t.Fatal(err)
@@ -97,5 +100,21 @@ func TestHelmUpstreamCharts(t *testing.T) {
 				t.Errorf("hooks (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestHelmUpstreamNotVendored renders kyverno's chart as its repository holds it, with its
+// defaults: it declares kyverno-api, which is fetched only when the chart is packaged, so the
+// render fails naming it, as helm install does.
+func TestHelmUpstreamNotVendored(t *testing.T) {
+	d, err := upstream.Dir(t.Context(), "github.com/kyverno/kyverno", "v1.19.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.Helm = &Helm{ReleaseName: "rel", Namespace: "ns", Capabilities: clusterCaps}
+	_, err = Render(os.DirFS(d), "charts/kyverno", opts)
+	if err == nil || !strings.Contains(err.Error(), "charts/kyverno/Chart.yaml: dependencies kyverno-api are not vendored") {
+		t.Errorf("error %v, want kyverno-api named as not vendored", err)
 	}
 }
