@@ -135,7 +135,7 @@ func (s *Syncer) appTouched(ctx context.Context, app App, repo Repo, sha string,
 	if err != nil {
 		return true, err
 	}
-	inputs, err := render.Inputs(files, app.Path)
+	inputs, err := render.Inputs(files, app.Path, s.opts.Render)
 	if err != nil {
 		return true, err
 	}
@@ -182,7 +182,7 @@ func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) (o
 	if err != nil {
 		return nil, phases, nil, at(StageRender, err)
 	}
-	inputs, _ = render.Inputs(files, app.Path) // it refuses only what Render just accepted
+	inputs, _ = render.Inputs(files, app.Path, s.opts.Render) // it refuses only what Render just accepted
 	phases["render"] = s.opts.Now().Sub(t).Milliseconds()
 	return objs, phases, inputs, nil
 }

@@ -225,7 +225,7 @@ func TestInputs(t *testing.T) {
 		"apps/plain/cm.yaml":           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n",
 		"apps/prod/kustomization.yaml": "resources:\n- ../../base\npatches:\n- path: ../../common/replicas.yaml\nconfigMapGenerator:\n- name: settings\n  files: [app=../../files/app.properties]\n",
 	})
-	got, err := Inputs(fsys, "apps/prod")
+	got, err := Inputs(fsys, "apps/prod", DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,14 +249,14 @@ func TestInputs(t *testing.T) {
 			t.Errorf("Touched(%q) = %v, want %v", tt.changed, got, tt.want)
 		}
 	}
-	if got, err := Inputs(fsys, "apps/plain/"); err != nil || !cmp.Equal(got, []string{"apps/plain"}) {
+	if got, err := Inputs(fsys, "apps/plain/", DefaultOptions()); err != nil || !cmp.Equal(got, []string{"apps/plain"}) {
 		t.Errorf("plain directory inputs = %q, %v; want [apps/plain]", got, err)
 	}
 	if !Touched([]string{"."}, []string{"anything.yaml"}) {
 		t.Error("the repository root is not touched by a change anywhere")
 	}
 	broken := repo(map[string]string{"apps/x/kustomization.yaml": "resources:\n- ../../missing\n"})
-	if _, err := Inputs(broken, "apps/x"); !errors.Is(err, ErrRefused) {
+	if _, err := Inputs(broken, "apps/x", DefaultOptions()); !errors.Is(err, ErrRefused) {
 		t.Errorf("missing base: err = %v, want ErrRefused", err)
 	}
 }

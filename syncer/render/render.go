@@ -1,9 +1,11 @@
 // Package render turns one app's directory of one commit into the Kubernetes objects Git declares.
 //
-// Two shapes are understood: a kustomization (built with kustomize's krusty, in memory, with no
-// network, no plugins and no Helm) and a plain directory of YAML/JSON manifests. Rendering reads only
-// the commit's own files: whatever the repository says is what gets applied, nothing fetched from
-// elsewhere can change it.
+// Three shapes are understood: a Helm chart (a directory holding a Chart.yaml, or a remote chart's
+// archive fetched before the render), rendered with the Helm SDK's template engine and no release,
+// cluster or network; a kustomization (built with kustomize's krusty, in memory, with no network,
+// no plugins and no Helm); and a plain directory of YAML/JSON manifests. Rendering reads only the
+// commit's own files (and a remote chart's archive, pinned by its reference): whatever the
+// repository says is what gets applied, nothing fetched from elsewhere can change it.
 package render
 
 import (
@@ -68,19 +70,24 @@ type Options struct {
 	// Variables are substituted in every object the render produces; nil substitutes nothing.
 	Variables *Variables
 	// Helm is how a chart is rendered: used when the app's directory holds a Chart.yaml or
-	// Helm.Archive is set. Nil renders a chart with Helm's defaults.
+	// Helm.Archive is set. Nil renders a chart with Helm's defaults: the release is named
+	// after the chart, its namespace is empty and the capabilities are the SDK's. Values or
+	// values files given for a directory that holds no chart are an error.
 	Helm *Helm
 }
 
 // Helm is the rendering of one app's chart: Helm's template engine only, with no release,
 // no cluster access and no network; a remote chart was fetched before the render.
 type Helm struct {
-	// ReleaseName is .Release.Name (the app's name unless configured).
+	// ReleaseName is .Release.Name (the app's name unless configured). Every render is an
+	// install to the templates: .Release.IsInstall is true, .Release.Revision 1 and
+	// .Release.Service "ferry".
 	ReleaseName string
 	// Namespace is .Release.Namespace and the namespace of namespaced objects that name none.
 	Namespace string
-	// ValuesFiles are repository-relative values files, merged in order over the chart's
-	// values.yaml; Values are merged last.
+	// ValuesFiles are values files of the commit, merged in order over the chart's
+	// values.yaml: relative to the app's directory ("../" allowed within the repository), or
+	// to the repository root when they start with "/". Values are merged last.
 	ValuesFiles []string
 	Values      map[string]any
 	// SkipCRDs leaves out the chart's crds/ directory (by default its CRDs are applied, in the
@@ -136,7 +143,9 @@ var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Ku
 
 // Render returns the objects declared under dir in fsys, a commit's tree rooted at the repository
 // root. The order is deterministic: source order for plain directories (files in lexical order,
-// documents in file order), kustomize's resource order for kustomizations. Two objects with the same
+// documents in file order), kustomize's resource order for kustomizations, for a Helm chart (dir
+// holds a Chart.yaml, or opts.Helm.Archive is set) its CRDs and then its templates' objects in
+// template path order. Two objects with the same
 // group, kind, namespace and name are an error naming both files.
 func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 	if opts.MaxFileSize <= 0 {
@@ -146,6 +155,16 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
+	var objs []Object
+	b := newBudget(opts.Limits)
+	if opts.Helm != nil && opts.Helm.Archive != nil {
+		// A remote chart: the app's directory only holds values files, if anything.
+		objs, err = renderChart(fsys, clean, opts, b)
+		if err != nil {
+			return nil, err
+		}
+		return objs, checkDuplicates(objs)
+	}
 	st, err := fs.Stat(fsys, clean)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", dir, err)
@@ -153,11 +172,14 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("render %s: not a directory", dir)
 	}
-	var objs []Object
-	b := newBudget(opts.Limits)
-	if kfile := findKustomization(fsys, clean); kfile != "" {
+	switch kfile := findKustomization(fsys, clean); {
+	case isChartDir(fsys, clean):
+		objs, err = renderChart(fsys, clean, opts, b)
+	case opts.Helm != nil && (len(opts.Helm.ValuesFiles) > 0 || len(opts.Helm.Values) > 0):
+		return nil, fmt.Errorf("render %s: Helm values are set but the directory holds no %s", dir, chartFile)
+	case kfile != "":
 		objs, err = renderKustomization(fsys, clean, kfile, opts, b)
-	} else {
+	default:
 		objs, err = renderPlain(fsys, clean, opts, b)
 	}
 	if err != nil {
@@ -174,12 +196,16 @@ func Render(fsys fs.FS, dir string, opts Options) ([]Object, error) {
 // components elsewhere in the repository included. A change under none of them cannot change
 // what dir renders to, which is how a pull request or push that only touches a shared base is
 // still seen to touch the apps built on it. A directory stands for everything under it, so the
-// set may be larger than what kustomize reads, never smaller. An error is what Render would
-// refuse (or fail to find) in the same tree.
-func Inputs(fsys fs.FS, dir string) ([]string, error) {
+// set may be larger than what kustomize reads, never smaller. For a chart they are the chart's
+// directory (none for a remote chart, fixed by its reference) and its values files. An error is
+// what Render would refuse (or fail to find) in the same tree.
+func Inputs(fsys fs.FS, dir string, opts Options) ([]string, error) {
 	clean, err := cleanDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	if isChartApp(fsys, clean, opts) {
+		return chartInputs(fsys, clean, opts)
 	}
 	if findKustomization(fsys, clean) == "" {
 		return []string{clean}, nil
