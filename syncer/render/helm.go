@@ -123,7 +123,10 @@ func renderChart(fsys fs.FS, dir string, opts Options, b *budget) (objs []Object
 		if !ok {
 			file = under(where, k)
 		}
-		data := []byte(out)
+		data, err := opts.Variables.substitute(file, []byte(out), false)
+		if err != nil {
+			return nil, err
+		}
 		if err := b.admit(file, data); err != nil {
 			return nil, err
 		}
@@ -150,19 +153,16 @@ func renderChart(fsys fs.FS, dir string, opts Options, b *budget) (objs []Object
 	return objs, nil
 }
 
-// isChartApp reports whether the app is a Helm chart: a remote chart's archive, or a Chart.yaml
-// in its directory.
+// isChartApp reports whether the app is a Helm chart: a remote one (its archive, or only its
+// reference before it is fetched), or a Chart.yaml in its directory.
 func isChartApp(fsys fs.FS, dir string, opts Options) bool {
-	return (opts.Helm != nil && opts.Helm.Archive != nil) || isChartDir(fsys, dir)
+	return (opts.Helm != nil && (opts.Helm.Archive != nil || opts.Helm.Ref != "")) || isChartDir(fsys, dir)
 }
 
-// chartInputs are what a chart app's render reads from the commit: the chart's directory (not
-// for a remote chart) and the values files.
+// chartInputs are what a chart app's render reads from the commit: the app's directory (the
+// chart, or where a remote chart's values live) and the values files.
 func chartInputs(fsys fs.FS, dir string, opts Options) ([]string, error) {
-	var in []string
-	if opts.Helm == nil || opts.Helm.Archive == nil {
-		in = append(in, dir)
-	}
+	in := []string{dir}
 	if opts.Helm != nil {
 		for _, f := range opts.Helm.ValuesFiles {
 			p, err := valuesPath(dir, f)

@@ -250,9 +250,13 @@ func TestHelmInputs(t *testing.T) {
 	if diff := cmp.Diff([]string{"apps/shop", "apps/shop/values-staging.yaml", "envs/prod/values.yaml"}, got); diff != "" {
 		t.Errorf("inputs (-want +got):\n%s", diff)
 	}
-	got, err = Inputs(repo, "apps/remote", helmOpts(Helm{Archive: []byte("x"), ValuesFiles: []string{"/envs/prod/values.yaml"}}))
-	if err != nil || !cmp.Equal(got, []string{"envs/prod/values.yaml"}) {
-		t.Errorf("inputs of a remote chart: %v, %v", got, err)
+	// A remote chart, fetched or only named: its directory and values files.
+	for _, h := range []Helm{{Archive: []byte("x")}, {Ref: "oci://registry.example.com/charts/shop"}} {
+		h.ValuesFiles = []string{"/envs/prod/values.yaml"}
+		got, err = Inputs(repo, "apps/remote", helmOpts(h))
+		if err != nil || !cmp.Equal(got, []string{"apps/remote", "envs/prod/values.yaml"}) {
+			t.Errorf("inputs of a remote chart: %v, %v", got, err)
+		}
 	}
 	if _, err := Inputs(repo, "apps/shop", helmOpts(Helm{ValuesFiles: []string{"../../../etc/passwd"}})); !errors.Is(err, ErrRefused) {
 		t.Errorf("a values file outside the repository: %v, want refused", err)

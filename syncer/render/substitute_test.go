@@ -191,3 +191,42 @@ func FuzzExpand(f *testing.F) {
 		}
 	})
 }
+
+func TestSubstituteChart(t *testing.T) {
+	files := map[string]string{
+		"apps/api/Chart.yaml":  "apiVersion: v2\nname: api\nversion: 0.1.0\n",
+		"apps/api/values.yaml": "replicas: 1\n",
+		"apps/api/templates/deploy.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-${cluster_env}
+spec:
+  replicas: {{ .Values.replicas }}
+  template:
+    spec:
+      containers:
+      - name: api
+        image: "registry/api:${tag:=latest}"
+        env: [{name: PORT, value: "${port}"}]
+`,
+	}
+	fsys := fstest.MapFS{}
+	for p, data := range files {
+		fsys[p] = &fstest.MapFile{Data: []byte(data)}
+	}
+	opts := DefaultOptions()
+	opts.Helm = &Helm{ReleaseName: "api", Namespace: "web"}
+	opts.Variables = &Variables{Values: map[string]string{"cluster_env": "prod", "port": "8080"}, Strict: true}
+	objs, err := Render(fsys, "apps/api", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := container(t, objs[0])
+	if objs[0].GetName() != "api-prod" || c["image"] != "registry/api:latest" || c["env"].([]any)[0].(map[string]any)["value"] != "8080" {
+		t.Errorf("chart output after substitution: %s %#v", objs[0].GetName(), c)
+	}
+	opts.Variables.Values = map[string]string{}
+	if _, err := Render(fsys, "apps/api", opts); !errors.Is(err, ErrUndefinedVariable) || !strings.Contains(err.Error(), "apps/api/templates/deploy.yaml") {
+		t.Errorf("strict chart: %v", err)
+	}
+}
