@@ -194,12 +194,12 @@ func recoverDataKey(m sopsv3.Metadata, keys *Keys, others []string) ([]byte, str
 	case !hasAge:
 		return nil, "encrypted only for keys ferry cannot use (it decrypts with age identities): " + strings.Join(others, ", ")
 	case len(parts) == 0:
-		return nil, reasonNoMatchingKey + " (the app holds " + strings.Join(keys.recipients, ", ") + ")"
+		return nil, fmt.Sprintf(reasonNoMatchingKey, strings.Join(keys.recipients, ", "))
 	case len(m.KeyGroups) == 1:
 		return parts[0], ""
 	case len(parts) < threshold:
-		return nil, fmt.Sprintf("the app's age identities open %d of the file's %d key groups, and %d are needed (the app holds %s)",
-			len(parts), len(m.KeyGroups), threshold, strings.Join(keys.recipients, ", "))
+		return nil, fmt.Sprintf("the app's age identities (%s) open %d of the file's %d key groups, and %d are needed",
+			strings.Join(keys.recipients, ", "), len(parts), len(m.KeyGroups), threshold)
 	}
 	key, err := shamir.Combine(parts)
 	if err != nil {

@@ -40,7 +40,7 @@ func (e *DecryptError) Is(target error) bool { return target == ErrDecrypt }
 // check them.
 const (
 	reasonNoKeys        = "encrypted with SOPS, but no decryption keys are configured for this app"
-	reasonNoMatchingKey = "none of the app's age identities is a recipient of this file"
+	reasonNoMatchingKey = "none of the app's age identities (%s) is a recipient of this file"
 	reasonMAC           = "MAC mismatch: the file was changed after it was encrypted (tampered with, or edited without sops)"
 	reasonBadValue      = "a value does not decrypt with the file's data key: the file was tampered with or is corrupt"
 	reasonMetadata      = "the sops metadata is missing or corrupt"

@@ -119,7 +119,7 @@ func (d *decryptFS) Open(name string) (fs.File, error) {
 	f.Close()
 	out, encrypted, err := d.process(name, data)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		return nil, err
 	}
 	if encrypted {
 		st = sizedInfo{FileInfo: st, size: int64(len(out))}
@@ -129,8 +129,7 @@ func (d *decryptFS) Open(name string) (fs.File, error) {
 
 // tooLarge is the error of an encrypted file over MaxEncryptedFileSize.
 func tooLarge(name string) error {
-	return &fs.PathError{Op: "open", Path: name, Err: &DecryptError{File: name,
-		Reason: fmt.Sprintf("%s (%d bytes)", reasonTooLarge, MaxEncryptedFileSize)}}
+	return &DecryptError{File: name, Reason: fmt.Sprintf("%s (%d bytes)", reasonTooLarge, MaxEncryptedFileSize)}
 }
 
 // ReadFile reads name, decrypted if it was encrypted, through the base's ReadFile when it has one.
@@ -151,7 +150,7 @@ func (d *decryptFS) ReadFile(name string) ([]byte, error) {
 	}
 	out, encrypted, err := d.process(name, data)
 	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+		return nil, err
 	}
 	if encrypted {
 		return bytes.Clone(out), nil // the caller may change it; the cached copy must not

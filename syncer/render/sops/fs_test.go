@@ -129,9 +129,9 @@ func TestDecryptErrorThroughFSOperations(t *testing.T) {
 	_, errRead := fs.ReadFile(fsys, "apps/kust/app.env")
 	_, errReadOpen := fs.ReadFile(NewFS(openOnly{fx.files}, nil), "apps/kust/app.env")
 	for _, err := range []error{errOpen, errRead, errReadOpen} {
-		var pe *fs.PathError
-		if !errors.As(err, &pe) || !errors.Is(err, ErrDecrypt) {
-			t.Errorf("%v: want a *fs.PathError wrapping ErrDecrypt", err)
+		var de *DecryptError
+		if !errors.As(err, &de) || de.File != "apps/kust/app.env" || de.Reason != reasonNoKeys {
+			t.Errorf("%v: want a *DecryptError for apps/kust/app.env saying %q", err, reasonNoKeys)
 		}
 	}
 	// The file still exists for Stat, as stored: renderers test existence with it.
@@ -201,5 +201,18 @@ func TestParseAgeIdentities(t *testing.T) {
 				t.Errorf("error holds key material: %v", err)
 			}
 		})
+	}
+}
+
+// TestErrorMessages shows what a user reads on a failed sync, so a change to them is seen in review.
+func TestErrorMessages(t *testing.T) {
+	e := &DecryptError{File: "apps/db/secret.yaml", Recipients: []string{"age1a", "age1b"}, Reason: reasonNoKeys}
+	want := "apps/db/secret.yaml: cannot decrypt SOPS file: " + reasonNoKeys + " (encrypted for age recipients age1a, age1b)"
+	if e.Error() != want {
+		t.Errorf("Error() = %q, want %q", e.Error(), want)
+	}
+	e.Recipients = nil
+	if got := e.Error(); strings.Contains(got, "encrypted for") {
+		t.Errorf("Error() without recipients = %q, want no recipient list", got)
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	yamlv3 "go.yaml.in/yaml/v3"
 
 	"github.com/ferrygitops/ferry/syncer/render"
@@ -178,7 +181,8 @@ func TestWrongKeyNamesFileAndRecipients(t *testing.T) {
 		t.Errorf("Recipients (-want +got):\n%s", d)
 	}
 	msg := err.Error()
-	for _, want := range []string{"apps/plain/secret.json", owner.Recipient, other.Recipient, reasonNoMatchingKey} {
+	t.Logf("what the user reads: %s", msg)
+	for _, want := range []string{"apps/plain/secret.json", owner.Recipient, other.Recipient, "is a recipient of this file"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not name %q", msg, want)
 		}
@@ -356,5 +360,56 @@ func noSecrets(t *testing.T, msg string, ids ...sopstest.Identity) {
 		if strings.Contains(msg, plain) {
 			t.Errorf("error holds plaintext %q: %q", plain, msg)
 		}
+	}
+}
+
+// TestCLIMatchesLibrary keeps test/sopsbin's CLI at the version of the sops packages ferry
+// decrypts with (ferry's go.mod), so the fixtures are what that version writes.
+func TestCLIMatchesLibrary(t *testing.T) {
+	gomod, err := os.ReadFile(filepath.Join("..", "..", "..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := ""
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "github.com/getsops/sops/v3" {
+			lib = strings.TrimPrefix(f[1], "v")
+		}
+	}
+	if lib == "" {
+		t.Fatal("ferry's go.mod does not require github.com/getsops/sops/v3")
+	}
+	out := sopstest.New(t).Run(t, nil, "--version", "--disable-version-check")
+	if first, _, _ := strings.Cut(string(out), "\n"); first != "sops "+lib {
+		t.Errorf("sops CLI says %q, want %q: bump test/sopsbin/go.mod with ferry's go.mod", first, "sops "+lib)
+	}
+}
+
+func TestShamirKeyGroups(t *testing.T) {
+	a, b, c := sopstest.NewIdentity(t), sopstest.NewIdentity(t), sopstest.NewIdentity(t)
+	cli := sopstest.New(t)
+	cli.SetConfig(t, []byte(`creation_rules:
+- shamir_threshold: 2
+  encrypted_regex: ^(data|stringData)$
+  key_groups:
+  - age: [`+a.Recipient+`]
+  - age: [`+b.Recipient+`]
+  - age: [`+c.Recipient+`]
+`))
+	enc := cli.Encrypt(t, "secret.yaml", []byte(secretYAML), nil)
+	files := fstest.MapFS{"app/secret.yaml": {Data: enc}}
+	for _, ids := range [][]sopstest.Identity{{a, b}, {c, a}, {a, b, c}} {
+		got := secrets(t, NewFS(files, keys(t, ids...)), "app")
+		if d := cmp.Diff(map[string]string{"password": "hunter2", "token": "secret-token"}, got["db"]); d != "" {
+			t.Errorf("with %d of 3 groups' identities (-want +got):\n%s", len(ids), d)
+		}
+	}
+	_, err := fs.ReadFile(NewFS(files, keys(t, b)), "app/secret.yaml")
+	de := asDecryptError(t, err)
+	if !strings.Contains(de.Reason, "open 1 of the file's 3 key groups, and 2 are needed") {
+		t.Errorf("Reason = %q, want it to say 1 of 3 groups opened, 2 needed", de.Reason)
+	}
+	if d := cmp.Diff([]string{a.Recipient, b.Recipient, c.Recipient}, de.Recipients, cmpopts.SortSlices(func(x, y string) bool { return x < y })); d != "" {
+		t.Errorf("Recipients (-want +got):\n%s", d)
 	}
 }

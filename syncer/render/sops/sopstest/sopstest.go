@@ -113,8 +113,8 @@ func NewIdentity(t testing.TB) Identity {
 	return Identity{Secret: id.String(), Recipient: id.Recipient().String(), File: []byte(file)}
 }
 
-// CLI runs sops in a directory of its own, with an empty sops configuration, no HOME of the
-// user's and no age keys but the ones a call passes.
+// CLI runs sops in a directory of its own, with its own sops configuration (empty unless
+// SetConfig wrote one), no HOME of the user's and no age keys but the ones a call passes.
 type CLI struct {
 	// Path is the sops binary; Dir the directory files are written to and sops runs in.
 	Path, Dir string
@@ -124,10 +124,20 @@ type CLI struct {
 func New(t testing.TB) *CLI {
 	t.Helper()
 	c := &CLI{Path: Binary(t), Dir: t.TempDir()}
-	if err := os.WriteFile(filepath.Join(c.Dir, "empty-config.yaml"), nil, 0o600); err != nil {
+	c.SetConfig(t, nil)
+	return c
+}
+
+// configFile is the sops configuration every run of a CLI reads (and no other).
+const configFile = "sops-config.yaml"
+
+// SetConfig replaces the CLI's sops configuration (.sops.yaml's content), e.g. creation rules
+// with key groups and a Shamir threshold.
+func (c *CLI) SetConfig(t testing.TB, config []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(c.Dir, configFile), config, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
 
 // Run runs sops with args in Dir and returns its standard output; decrypting runs (rotate,
@@ -146,7 +156,7 @@ func (c *CLI) TryRun(t testing.TB, ids []Identity, args ...string) ([]byte, erro
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), RunTimeout)
 	defer cancel()
-	full := append([]string{"--config", filepath.Join(c.Dir, "empty-config.yaml")}, args...)
+	full := append([]string{"--config", filepath.Join(c.Dir, configFile)}, args...)
 	cmd := exec.CommandContext(ctx, c.Path, full...)
 	cmd.Dir = c.Dir
 	cmd.Env = []string{"HOME=" + c.Dir, "XDG_CONFIG_HOME=" + c.Dir, "PATH=" + os.Getenv("PATH"), "SOPS_DISABLE_VERSION_CHECK=1"}
@@ -180,11 +190,14 @@ func (c *CLI) Write(t testing.TB, name string, data []byte) string {
 }
 
 // Encrypt writes plaintext to name under Dir and returns what `sops encrypt --age` makes of it
-// for recipients; args go before the file (e.g. "--encrypted-regex", "^(data|stringData)$").
+// for recipients (none: as the configuration says); args go before the file (e.g. "--encrypted-regex", "^(data|stringData)$").
 // The format follows name's extension, as for users.
 func (c *CLI) Encrypt(t testing.TB, name string, plaintext []byte, recipients []string, args ...string) []byte {
 	t.Helper()
 	p := c.Write(t, name, plaintext)
-	full := append([]string{"encrypt", "--age", strings.Join(recipients, ",")}, args...)
-	return c.Run(t, nil, append(full, p)...)
+	full := []string{"encrypt"}
+	if len(recipients) > 0 {
+		full = append(full, "--age", strings.Join(recipients, ","))
+	}
+	return c.Run(t, nil, append(append(full, args...), p)...)
 }
