@@ -103,12 +103,19 @@ func storeFor(name string, data []byte) (store, string) {
 // own bytes), and whether it was one. A file that is not SOPS-encrypted comes back as it is.
 // Errors are *DecryptError and hold no value of the file: sops' own messages may quote the
 // input, so they are replaced by a reason.
-func decrypt(name string, data []byte, keys *Keys) ([]byte, bool, error) {
+func decrypt(name string, data []byte, keys *Keys) (out []byte, encrypted bool, err error) {
 	if !isEncrypted(data) {
 		return data, false, nil
 	}
+	// sops' stores and tree walk were written for files their users wrote; these are a pull
+	// request author's. Whatever they trip on fails this file, not the worker.
+	defer func() {
+		if r := recover(); r != nil {
+			out, encrypted, err = nil, true, &DecryptError{File: name, Reason: reasonMetadata + " (sops cannot process it)"}
+		}
+	}()
 	st, format := storeFor(path.Base(name), data)
-	tree, err := loadTree(st, data)
+	tree, err := st.LoadEncryptedFile(data)
 	if errors.Is(err, sopsv3.MetadataNotFound) {
 		return data, false, nil // it only quotes a SOPS value (a README, an example)
 	} else if err != nil {
@@ -135,22 +142,11 @@ func decrypt(name string, data []byte, keys *Keys) ([]byte, bool, error) {
 	if err != nil || !ok || subtle.ConstantTimeCompare([]byte(storedMAC), []byte(mac)) != 1 {
 		return fail(reasonMAC)
 	}
-	out, err := st.EmitPlainFile(tree.Branches)
+	plain, err := st.EmitPlainFile(tree.Branches)
 	if err != nil {
 		return fail("the decrypted content cannot be written back as " + format)
 	}
-	return out, true, nil
-}
-
-// loadTree runs a store's parser, turning a panic on input it did not foresee into an error:
-// the input is a pull request author's file.
-func loadTree(st store, data []byte) (tree sopsv3.Tree, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = errors.New("sops store panicked")
-		}
-	}()
-	return st.LoadEncryptedFile(data)
+	return plain, true, nil
 }
 
 // recipientsOf returns the age recipients of every key group, sorted and without repeats, and
