@@ -67,6 +67,8 @@ type Record struct {
 	EnqueuedAt  time.Time  `json:"enqueuedAt"`
 	StartedAt   *time.Time `json:"startedAt,omitempty"`
 	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
+	// Chart is the remote chart the app rendered, as "reference@sha256:digest".
+	Chart string `json:"chart,omitempty"`
 	// Phases holds how long each step took (fetch, render, apply, prune, health), in ms.
 	Phases  map[string]int64 `json:"phases,omitempty"`
 	Counts  map[string]int   `json:"counts,omitempty"`

@@ -55,12 +55,13 @@ func (r *run) deploy(ctx context.Context) error {
 	if err := s.checkRevision(ctx, app, r.repo, job); err != nil {
 		return r.retryOrFail(ctx, err)
 	}
-	objs, phases, inputs, err := s.load(ctx, app, r.repo, job)
+	l, err := s.load(ctx, app, r.repo, job)
+	r.rec.Phases, r.rec.Chart = l.phases, l.chart
 	if err != nil {
 		return r.fetchFailed(ctx, err)
 	}
-	r.rec.Phases = phases
-	s.learnInputs(ctx, r.log, app, job.SHA, inputs)
+	objs := l.objs
+	s.learnInputs(ctx, r.log, app, job.SHA, l.inputs)
 
 	res, err := s.apply.Sync(ctx, s.applyApp(app), job.SHA, objs)
 	if res != nil {
@@ -135,7 +136,7 @@ func (s *Syncer) appTouched(ctx context.Context, app App, repo Repo, sha string,
 	if err != nil {
 		return true, err
 	}
-	inputs, err := render.Inputs(files, app.Path, s.opts.Render)
+	inputs, err := render.Inputs(files, app.Path, s.renderOptions(app))
 	if err != nil {
 		return true, err
 	}
@@ -164,27 +165,41 @@ func underAny(dir string, paths []string) bool {
 	return false
 }
 
-// load fetches the commit and renders the app's path. inputs are what the render read
-// (render.Inputs); they are nil when that cannot be told.
-func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) (objs []render.Object, phases map[string]int64, inputs []string, err error) {
-	phases = map[string]int64{}
+// loaded is an app rendered at one commit.
+type loaded struct {
+	objs []render.Object
+	// phases are the milliseconds fetch and render took.
+	phases map[string]int64
+	// inputs are what the render read (render.Inputs); nil when that cannot be told.
+	inputs []string
+	// chart is the remote chart rendered, "ref@digest", if any.
+	chart string
+}
+
+// load fetches the commit (and the app's remote chart) and renders the app's path.
+func (s *Syncer) load(ctx context.Context, app App, repo Repo, job queue.Job) (loaded, error) {
+	l := loaded{phases: map[string]int64{}}
 	t := s.opts.Now()
 	if err := s.fetch.Fetch(ctx, repo.Source, job.SHA, refsOf(job)...); err != nil {
-		return nil, phases, nil, at(StageFetch, err)
+		return l, at(StageFetch, err)
 	}
 	files, err := s.fetch.Files(ctx, repo.Source, job.SHA, app.Path)
 	if err != nil {
-		return nil, phases, nil, at(StageFetch, err)
+		return l, at(StageFetch, err)
 	}
-	phases["fetch"] = s.opts.Now().Sub(t).Milliseconds()
-	t = s.opts.Now()
-	objs, err = render.Render(files, app.Path, s.opts.Render)
+	p, err := s.prepare(ctx, app, files)
+	l.chart = p.chart
 	if err != nil {
-		return nil, phases, nil, at(StageRender, err)
+		return l, err
 	}
-	inputs, _ = render.Inputs(files, app.Path, s.opts.Render) // it refuses only what Render just accepted
-	phases["render"] = s.opts.Now().Sub(t).Milliseconds()
-	return objs, phases, inputs, nil
+	l.phases["fetch"] = s.opts.Now().Sub(t).Milliseconds()
+	t = s.opts.Now()
+	if l.objs, err = render.Render(p.files, app.Path, p.opts); err != nil {
+		return l, at(StageRender, err)
+	}
+	l.inputs, _ = render.Inputs(p.files, app.Path, p.opts) // it refuses only what Render just accepted
+	l.phases["render"] = s.opts.Now().Sub(t).Milliseconds()
+	return l, nil
 }
 
 // refsOf lists the refs through which the job's commit is fetched.

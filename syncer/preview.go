@@ -19,12 +19,12 @@ func (r *run) preview(ctx context.Context) error {
 	} else if err != nil {
 		r.log.Info("cannot tell what the pull request changes; planning the app", "err", err)
 	}
-	objs, phases, _, err := s.load(ctx, app, r.repo, job)
+	l, err := s.load(ctx, app, r.repo, job)
+	r.rec.Phases, r.rec.Chart = l.phases, l.chart
 	if err != nil {
 		return r.fetchFailed(ctx, err)
 	}
-	r.rec.Phases = phases
-	plan, err := s.apply.Plan(ctx, s.applyApp(app), objs)
+	plan, err := s.apply.Plan(ctx, s.applyApp(app), l.objs)
 	if err != nil {
 		return r.retryOrFail(ctx, at(StagePlan, err))
 	}

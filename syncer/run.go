@@ -10,6 +10,7 @@ import (
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/ferrygitops/ferry/syncer/source/charts"
 	"github.com/ferrygitops/ferry/syncer/status"
 )
 
@@ -83,7 +84,9 @@ func stageOf(err error) Stage {
 func transient(err error) bool {
 	switch stageOf(err) {
 	case StageFetch:
-		return source.IsTransient(err)
+		return source.IsTransient(err) || charts.IsTransient(err)
+	case StageCluster:
+		return apply.IsTransient(err)
 	case StageDependencies:
 		return !errors.Is(err, errDependencyFailed)
 	case StageApply, StagePlan:

@@ -40,6 +40,8 @@ type App struct {
 	// Timeout bounds the wait for the app's objects to become healthy; 0 is apply.DefaultTimeout.
 	Timeout   time.Duration
 	DependsOn []string
+	// Render is how the app renders beyond its path: chart, keys, variables.
+	Render Rendering
 }
 
 // Fetcher is the Git side: the commit cache the syncer reads from.
@@ -101,12 +103,25 @@ func DefaultOptions() Options {
 	return Options{CommitWait: 30 * time.Second, DependencyWait: 15 * time.Minute, TransientAttempts: 8, Render: render.DefaultOptions(), Logger: slog.Default(), Now: time.Now}
 }
 
+// Parts are what a syncer works with: Git, the cluster, the store and queue, remote charts.
+type Parts struct {
+	Fetch   Fetcher
+	Apply   Applier
+	Cluster Cluster
+	Charts  Charts
+	Store   Store
+	Backlog Backlog
+	Metrics *Metrics
+}
+
 // Syncer runs jobs. It is the queue's handler, and it is told of every stored job (Stored).
 type Syncer struct {
 	repos   map[string]Repo
 	apps    map[string]App
 	fetch   Fetcher
 	apply   Applier
+	cluster Cluster
+	charts  Charts
 	store   Store
 	backlog Backlog
 	opts    Options
@@ -120,8 +135,9 @@ type Syncer struct {
 
 // New returns a syncer of a configuration the config loader validated: every app names a
 // known repository and known dependencies. It trusts that input and checks nothing again.
-func New(repos []Repo, apps []App, f Fetcher, a Applier, st Store, bl Backlog, m *Metrics, opts Options) *Syncer {
-	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: f, apply: a, store: st, backlog: bl, opts: opts, metrics: m, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{}}
+func New(repos []Repo, apps []App, p Parts, opts Options) *Syncer {
+	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: p.Fetch, apply: p.Apply, cluster: p.Cluster, charts: p.Charts,
+		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{}}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.Default()
 	}

@@ -223,8 +223,8 @@ func newWorld(t *testing.T, apps ...App) *world {
 	opts := DefaultOptions()
 	opts.ExternalURL = "https://ferry.example.com"
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	w.s = New([]Repo{{Name: "platform", Branch: "main", Reporter: w.rep}}, apps, w.fetch, w.applier, w.store, w.backlog,
-		NewMetrics(prometheus.NewRegistry()), opts)
+	w.s = New([]Repo{{Name: "platform", Branch: "main", Reporter: w.rep}}, apps,
+		Parts{Fetch: w.fetch, Apply: w.applier, Store: w.store, Backlog: w.backlog, Metrics: NewMetrics(prometheus.NewRegistry())}, opts)
 	return w
 }
 

@@ -15,7 +15,9 @@ import (
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/render"
+	"github.com/ferrygitops/ferry/syncer/render/sops"
 	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/ferrygitops/ferry/syncer/source/charts"
 	"github.com/ferrygitops/ferry/syncer/status"
 	"sigs.k8s.io/yaml"
 )
@@ -83,6 +85,9 @@ type RepoConf struct {
 	// Interval is how often the branch head is polled in case a webhook was lost; 0 is
 	// syncer.DefaultPollInterval.
 	Interval Duration `json:"interval,omitempty"`
+	// Decryption holds the keys of the repository's SOPS-encrypted files, for apps that name
+	// none of their own.
+	Decryption *Decryption `json:"decryption,omitempty"`
 }
 
 // AppConf is a path in a repository that ferry keeps applied.
@@ -101,6 +106,15 @@ type AppConf struct {
 	// SelfHeal re-applies the app's current commit every interval of its repository, putting
 	// back objects changed by hand in the cluster.
 	SelfHeal bool `json:"selfHeal,omitempty"`
+	// Helm renders the app as a chart (see HelmConf); a path holding a Chart.yaml is one anyway.
+	Helm *HelmConf `json:"helm,omitempty"`
+	// Decryption holds the keys of the app's SOPS-encrypted files; its repository's when unset.
+	Decryption *Decryption `json:"decryption,omitempty"`
+	// Substitute and SubstituteFrom (later sources win, Substitute over all) give the values of
+	// ${name} in the app's manifests; StrictSubstitute fails a sync on an undefined one.
+	Substitute       map[string]string `json:"substitute,omitempty"`
+	SubstituteFrom   []VarSource       `json:"substituteFrom,omitempty"`
+	StrictSubstitute bool              `json:"strictSubstitute,omitempty"`
 }
 
 // SecretRef names where a secret is: an environment variable or a file. Secrets are never
@@ -148,6 +162,10 @@ type Secrets struct {
 	// Forges are the commit-status clients of the repositories with a token. They are built
 	// here, holding the token, so that a url or apiURL they cannot use stops `ferry check` too.
 	Forges map[string]status.Reporter
+	// Keys are each app's SOPS decryption keys (nil: the app has none).
+	Keys map[string]*sops.Keys
+	// ChartAuth are the credentials of the apps' remote charts that need them.
+	ChartAuth map[string]*charts.Credentials
 }
 
 // ParseConfig validates a config document; see LoadConfig.
@@ -187,6 +205,15 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 			errs = append(errs, fmt.Errorf("repo %s: %w", r.Name, err))
 		}
 	}
+	keys, err := resolveKeys(&c, getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	auth, err := resolveChartAuth(&c, getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	sec.Keys, sec.ChartAuth = keys, auth
 	for i, ref := range c.APITokens {
 		v, err := ref.resolve(getenv)
 		if err != nil {
@@ -293,6 +320,7 @@ func (c *Config) validate() error {
 			bad("%s: path %q must be a directory inside the repository", where, a.Path)
 		}
 		c.Apps[i].Path = clean
+		c.Apps[i].validateRendering(bad, where)
 		checkGlobs(bad, where, "include", a.Include)
 		checkGlobs(bad, where, "exclude", a.Exclude)
 	}

@@ -80,7 +80,7 @@ apps:
 	if got := cfg.Repos[0].Branch; got != "main" {
 		t.Errorf("branch = %q, want main", got)
 	}
-	if got, want := syncerApps(cfg)[0].Timeout, time.Duration(0); got != want {
+	if got, want := syncerApps(cfg, sec)[0].Timeout, time.Duration(0); got != want {
 		t.Errorf("health timeout handed to the syncer = %s, want 0 (apply.DefaultTimeout)", got)
 	}
 	if got := pollIntervals(cfg)["platform"]; got != 0 {

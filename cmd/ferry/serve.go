@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/ferrygitops/ferry/syncer"
 	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/ferrygitops/ferry/syncer/source/charts"
 	"github.com/ferrygitops/ferry/syncer/status"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +35,8 @@ const (
 	shutdownHTTP = 10 * time.Second
 	// idleRelease is how long the workers must have had no job before memory is handed back.
 	idleRelease = 5 * time.Second
+	// chartTimeout bounds each request to a chart repository or registry.
+	chartTimeout = 2 * time.Minute
 )
 
 // serve runs ferry until ctx is cancelled, then shuts down in order: stop accepting hooks, stop
@@ -86,7 +90,9 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	sopts := syncer.DefaultOptions()
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
 	sopts.Render.Limits = cfg.RenderLimits.render()
-	s := syncer.New(repos, syncerApps(cfg), cache, engine, records, q, syncer.NewMetrics(reg), sopts)
+	chartCache := charts.NewFetcher(filepath.Join(o.DataDir, "charts"), &http.Client{Timeout: chartTimeout})
+	s := syncer.New(repos, syncerApps(cfg, sec), syncer.Parts{Fetch: cache, Apply: engine, Cluster: engine, Charts: chartCache,
+		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg)}, sopts)
 	enq := &enqueuer{q: q, notify: s}
 	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
 	resync, err := handlers.NewResync(resyncApps(cfg), sec.APITokens, cache, enq, handlers.ResyncOptions{

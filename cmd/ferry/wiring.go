@@ -1,13 +1,17 @@
 package main
 
 import (
+	"cmp"
 	"log/slog"
 	"time"
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/server"
 	"github.com/ferrygitops/ferry/syncer"
+	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/ferrygitops/ferry/syncer/source/charts"
 )
 
 // The functions below translate the config into each package's own view of it; main is the
@@ -34,13 +38,36 @@ func sourceRepos(repos []syncer.Repo) map[string]source.Repo {
 	return out
 }
 
-func syncerApps(cfg *Config) []syncer.App {
+func syncerApps(cfg *Config, sec *Secrets) []syncer.App {
 	var out []syncer.App
 	for _, a := range cfg.Apps {
 		out = append(out, syncer.App{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Prune: a.Prune,
-			Timeout: time.Duration(a.Timeout), DependsOn: a.DependsOn})
+			Timeout: time.Duration(a.Timeout), DependsOn: a.DependsOn, Render: rendering(cfg, a, sec)})
 	}
 	return out
+}
+
+// rendering is how app a renders beyond its path, from its helm, decryption and substitute
+// settings.
+func rendering(cfg *Config, a AppConf, sec *Secrets) syncer.Rendering {
+	r := syncer.Rendering{Keys: sec.Keys[a.Name], Vars: a.Substitute, StrictVars: a.StrictSubstitute}
+	for _, v := range a.SubstituteFrom {
+		ns := v.Namespace
+		if ns == "" {
+			ns = cmp.Or(cfg.InventoryNamespace, apply.DefaultInventoryNamespace)
+		}
+		r.VarsFrom = append(r.VarsFrom, syncer.VarSource{Kind: v.Kind, Namespace: ns, Name: v.Name, Optional: v.Optional})
+	}
+	h := a.Helm
+	if h == nil {
+		return r
+	}
+	r.Helm = render.Helm{ReleaseName: h.ReleaseName, ValuesFiles: h.ValuesFiles, Values: h.Values, SkipCRDs: h.IncludeCRDs != nil && !*h.IncludeCRDs}
+	if h.Chart != "" {
+		r.Chart = &charts.Ref{RepoURL: h.RepoURL, Chart: h.Chart, Version: h.Version, PlainHTTP: h.PlainHTTP}
+		r.ChartAuth = sec.ChartAuth[a.Name]
+	}
+	return r
 }
 
 func hookRepos(cfg *Config, sec *Secrets) []handlers.Repo {
