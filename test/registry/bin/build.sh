@@ -2,7 +2,7 @@
 # Builds the OCI registry (github.com/distribution/distribution/v3/cmd/registry, pinned by this
 # directory's go.mod) from the Go module proxy into a cache outside the clone, keyed by go.mod and
 # go.sum, and prints the path of the binary. A warm cache returns at once; a cold build takes
-# about 2 minutes on 2 cores. Concurrent callers wait for one another instead of building twice.
+# about 10 minutes on 2 cores. Concurrent callers wait for one another instead of building twice.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
