@@ -76,13 +76,13 @@ func (c *kustChecker) check(dir string, configsOnly bool) error {
 	refuse := func(entry, reason string) error { return &RefusedError{File: kfile, Entry: entry, Reason: reason} }
 
 	if len(k.HelmCharts) > 0 {
-		return refuse(fmt.Sprintf("helmCharts %q", k.HelmCharts[0].Name), "Helm charts are refused: ferry does not run helm; render the chart into the repository")
+		return refuse(fmt.Sprintf("helmCharts %q", k.HelmCharts[0].Name), "kustomize's Helm inflation runs the helm binary, which ferry does not: make the chart an app of its own (a path holding its Chart.yaml, or helm.chart)")
 	}
 	if k.HelmGlobals != nil {
-		return refuse("helmGlobals", "Helm charts are refused: ferry does not run helm")
+		return refuse("helmGlobals", "kustomize's Helm inflation runs the helm binary, which ferry does not: make the chart an app of its own")
 	}
 	if len(k.HelmChartInflationGenerator) > 0 {
-		return refuse(fmt.Sprintf("helmChartInflationGenerator %q", k.HelmChartInflationGenerator[0].ChartName), "Helm charts are refused: ferry does not run helm")
+		return refuse(fmt.Sprintf("helmChartInflationGenerator %q", k.HelmChartInflationGenerator[0].ChartName), "kustomize's Helm inflation runs the helm binary, which ferry does not: make the chart an app of its own")
 	}
 
 	for _, f := range []fieldEntries{{"resources", k.Resources}, {"bases", k.Bases}, {"components", k.Components}} {
@@ -256,7 +256,7 @@ func checkConfigs(kfile, entry string, data []byte) error {
 			}
 		}
 		if cfg.Kind == helmKind {
-			return &RefusedError{File: kfile, Entry: entry, Reason: "Helm charts are refused: ferry does not run helm"}
+			return &RefusedError{File: kfile, Entry: entry, Reason: "kustomize's Helm inflation runs the helm binary, which ferry does not: make the chart an app of its own"}
 		}
 		if cfg.APIVersion != builtinAPIVersion {
 			return &RefusedError{File: kfile, Entry: entry, Reason: fmt.Sprintf("plugin %s/%s refused: only kustomize's builtin generators and transformers are allowed", cfg.APIVersion, cfg.Kind)}
