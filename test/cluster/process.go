@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ferrygitops/ferry/test/toolbin"
 )
 
 // stopGrace is how long a stopped process gets to exit after SIGTERM before its whole process
@@ -49,7 +50,7 @@ func startProcess(name, bin, logPath string, args []string) (*process, error) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = os.Environ()
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = toolbin.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -80,30 +81,21 @@ func (p *process) stop() error {
 		return nil
 	}
 	pgid := p.cmd.Process.Pid
-	_ = signalGroup(pgid, syscall.SIGTERM)
+	_ = toolbin.SignalGroup(pgid, syscall.SIGTERM)
 	select {
 	case <-p.done:
 		// The leader is gone; take any stragglers in its group with it.
-		_ = signalGroup(pgid, syscall.SIGKILL)
+		_ = toolbin.SignalGroup(pgid, syscall.SIGKILL)
 		return nil
 	case <-time.After(stopGrace):
 	}
-	_ = signalGroup(pgid, syscall.SIGKILL)
+	_ = toolbin.SignalGroup(pgid, syscall.SIGKILL)
 	select {
 	case <-p.done:
 		return nil
 	case <-time.After(killWait):
 		return fmt.Errorf("%s (pid %d) did not exit %s after SIGKILL", p.name, pgid, killWait)
 	}
-}
-
-// signalGroup sends sig to the process group led by pgid; ESRCH (already gone) is not an error.
-func signalGroup(pgid int, sig syscall.Signal) error {
-	err := syscall.Kill(-pgid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		return nil
-	}
-	return err
 }
 
 // logTail returns the end of the process's log, for error messages.

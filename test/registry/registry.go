@@ -4,23 +4,21 @@
 package registry
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferrygitops/ferry/test/toolbin"
 )
 
 const (
@@ -119,7 +117,7 @@ func start(ctx context.Context, bin, host, config, logPath string) (*Registry, e
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// A clean environment: no REGISTRY_* overrides from the caller, no tracing exporter.
 	cmd.Env = []string{"OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true", "HOME=" + filepath.Dir(config)}
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = toolbin.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -199,56 +197,21 @@ func freePort() (int, error) {
 // one build).
 func Binary(t testing.TB) string {
 	t.Helper()
-	script, err := buildScript()
+	script, err := toolbin.Find(buildScriptPath)
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), buildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", script)
-	cmd.Dir = filepath.Dir(script)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("registry: build with %s: %v\n%s", script, err, stderr.String())
+	bin, err := toolbin.Build(ctx, script, nil, t.Logf)
+	if err != nil {
+		t.Fatalf("registry: build: %v", err)
 	}
-	if stderr.Len() > 0 {
-		t.Logf("registry: %s", strings.TrimSpace(stderr.String()))
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	bin := strings.TrimSpace(lines[len(lines)-1])
 	if st, err := os.Stat(bin); err != nil || st.Mode().Perm()&0o111 == 0 {
 		t.Fatalf("registry: %s printed %q, not an executable", script, bin)
 	}
 	return bin
 }
 
-// buildScript finds bin/build.sh next to this file, or above the working directory when the
-// source path is not real (a -trimpath build).
-func buildScript() (string, error) {
-	const rel = "test/registry/bin/build.sh"
-	var starts []string
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		starts = append(starts, filepath.Dir(file))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	for _, dir := range starts {
-		for {
-			for _, c := range []string{filepath.Join(dir, "bin", "build.sh"), filepath.Join(dir, filepath.FromSlash(rel))} {
-				if strings.HasSuffix(filepath.ToSlash(c), rel) {
-					if _, err := os.Stat(c); err == nil {
-						return c, nil
-					}
-				}
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	return "", errors.New("cannot find " + rel + " above the source or working directory")
-}
+// buildScriptPath builds the registry from the Go module proxy and prints the binary's path.
+const buildScriptPath = "test/registry/bin/build.sh"

@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/ferrygitops/ferry/test/toolbin"
 )
 
 // BinEnv names the environment variable that may point at the sops binary or the directory
@@ -38,22 +39,15 @@ func Binary(t testing.TB) string {
 	t.Helper()
 	p := os.Getenv(BinEnv)
 	if p == "" {
-		script, err := findBuildScript()
+		script, err := toolbin.Find(BuildScript)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v; set %s", err, BinEnv)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
+		ctx, cancel := context.WithTimeout(t.Context(), BuildTimeout)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "bash", script)
-		cmd.Dir = filepath.Dir(script)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("build sops with %s: %v\n%s", script, err, stderr.String())
+		if p, err = toolbin.Build(ctx, script, nil, t.Logf); err != nil {
+			t.Fatalf("build sops: %v", err)
 		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		p = strings.TrimSpace(lines[len(lines)-1])
 	}
 	if st, err := os.Stat(p); err == nil && st.IsDir() {
 		p = filepath.Join(p, "sops")
@@ -66,32 +60,6 @@ func Binary(t testing.TB) string {
 		t.Fatalf("sops binary %s is not an executable file", p)
 	}
 	return p
-}
-
-// findBuildScript locates BuildScript above this source file or, in a -trimpath build, above
-// the working directory (a package directory inside the repository for `go test`).
-func findBuildScript() (string, error) {
-	var starts []string
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		starts = append(starts, filepath.Dir(file))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	for _, dir := range starts {
-		for {
-			candidate := filepath.Join(dir, filepath.FromSlash(BuildScript))
-			if _, err := os.Stat(candidate); err == nil {
-				return candidate, nil
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	return "", errors.New("cannot find " + BuildScript + " above the source or working directory; set " + BinEnv)
 }
 
 // Identity is a freshly generated age key pair.

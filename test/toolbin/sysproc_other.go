@@ -1,11 +1,11 @@
 //go:build unix && !linux
 
-package cluster
+package toolbin
 
 import "syscall"
 
-// sysProcAttr puts a child in its own process group. Without Pdeathsig outside Linux, a child
+// SysProcAttr puts a child in its own process group. Without Pdeathsig outside Linux, a child
 // outlives a test binary that is killed without running Stop.
-func sysProcAttr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }

@@ -1,9 +1,9 @@
-package cluster
+package toolbin
 
 import "syscall"
 
-// sysProcAttr puts a child in its own process group and has the kernel SIGKILL it when the
+// SysProcAttr puts a child in its own process group and has the kernel SIGKILL it when the
 // thread that started it (and so, in practice, the test binary) dies.
-func sysProcAttr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
