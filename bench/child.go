@@ -31,6 +31,9 @@ type childSync struct {
 	HWMStart, HWMFirst, HWMResync uint64
 	// HeapPeak is the largest HeapInuse sampled every 20 ms during the syncs.
 	HeapPeak uint64
+	// Renders are the wall times of rendering the manifests, each time from scratch (a chart
+	// is rendered several times; plain manifests once).
+	Renders []time.Duration
 }
 
 // syncRun is one Engine.Sync as the child timed it.
@@ -46,15 +49,23 @@ type childSyncArgs struct {
 	QPS                  float64
 	Timeout              time.Duration
 	CPUProfile           string
+	// Values are a chart's values as JSON ("" for none; Dir is then not a chart or takes its
+	// defaults), and Renders how many times it is rendered and timed.
+	Values  string
+	Renders int
 }
 
 func (a childSyncArgs) list() []string {
-	return []string{a.Kubeconfig, a.Dir, a.App, strconv.FormatFloat(a.QPS, 'f', -1, 64), a.Timeout.String(), a.CPUProfile}
+	return []string{a.Kubeconfig, a.Dir, a.App, strconv.FormatFloat(a.QPS, 'f', -1, 64), a.Timeout.String(), a.CPUProfile, a.Values, strconv.Itoa(a.Renders)}
 }
 
 func parseChildSyncArgs(args []string) (childSyncArgs, error) {
-	if len(args) != 6 {
-		return childSyncArgs{}, fmt.Errorf("child sync: want 6 arguments, got %d", len(args))
+	if len(args) != 8 {
+		return childSyncArgs{}, fmt.Errorf("child sync: want 8 arguments, got %d", len(args))
+	}
+	renders, err := strconv.Atoi(args[7])
+	if err != nil {
+		return childSyncArgs{}, fmt.Errorf("child sync: renders: %w", err)
 	}
 	qps, err := strconv.ParseFloat(args[3], 64)
 	if err != nil {
@@ -64,7 +75,7 @@ func parseChildSyncArgs(args []string) (childSyncArgs, error) {
 	if err != nil {
 		return childSyncArgs{}, fmt.Errorf("child sync: timeout: %w", err)
 	}
-	return childSyncArgs{Kubeconfig: args[0], Dir: args[1], App: args[2], QPS: qps, Timeout: to, CPUProfile: args[5]}, nil
+	return childSyncArgs{Kubeconfig: args[0], Dir: args[1], App: args[2], QPS: qps, Timeout: to, CPUProfile: args[5], Values: args[6], Renders: renders}, nil
 }
 
 // runChild dispatches the child modes.
@@ -84,13 +95,10 @@ func runChild(ctx context.Context, mode string, args []string, stdout io.Writer)
 	return fmt.Errorf("unknown child mode %q", mode)
 }
 
-// childSyncRun renders the manifests as ferry does and syncs them twice with ferry's engine, set up
-// as cmd/ferry sets it up (client QPS and burst included).
+// childSyncRun renders the manifests as ferry does (a chart with the cluster's capabilities) and
+// syncs them twice with ferry's engine, set up as cmd/ferry sets it up (client QPS and burst
+// included).
 func childSyncRun(ctx context.Context, a childSyncArgs) (*childSync, error) {
-	objs, err := render.Render(os.DirFS(a.Dir), ".", render.DefaultOptions())
-	if err != nil {
-		return nil, fmt.Errorf("render: %w", err)
-	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", a.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -103,7 +111,26 @@ func childSyncRun(ctx context.Context, a childSyncArgs) (*childSync, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &childSync{Objects: len(objs)}
+	opts := render.DefaultOptions()
+	opts.Helm = &render.Helm{ReleaseName: a.App, Namespace: "default"}
+	if a.Values != "" {
+		if err := json.Unmarshal([]byte(a.Values), &opts.Helm.Values); err != nil {
+			return nil, fmt.Errorf("values: %w", err)
+		}
+	}
+	if opts.Helm.Capabilities, err = eng.Capabilities(ctx); err != nil {
+		return nil, err
+	}
+	var objs []render.Object
+	out := &childSync{}
+	for range max(a.Renders, 1) {
+		t0 := time.Now()
+		if objs, err = render.Render(os.DirFS(a.Dir), ".", opts); err != nil {
+			return nil, fmt.Errorf("render: %w", err)
+		}
+		out.Renders = append(out.Renders, time.Since(t0))
+	}
+	out.Objects = len(objs)
 	runtime.GC()
 	out.HWMStart = procStatusBytes("self", "VmHWM")
 

@@ -36,7 +36,7 @@ func main() {
 }
 
 // measures are the measure names -only accepts, in the order they run.
-var measures = []string{"P1", "P3", "P4", "P5", "P2", "P6", "P7", "P10", "P11", "P11R"}
+var measures = []string{"P1", "P3", "P4", "P5", "P8", "P2", "P6", "P7", "P10", "P11", "P11R"}
 
 // params is every knob of the harness; all are printed before the run and written to RESULTS.md.
 type params struct {
@@ -169,6 +169,8 @@ func (p *params) describe() []string {
 			p.FerryBin, p.P11.Clients, p.P11.Bodies, p.P11.BodyBytes, p.P11.Duration, p.P11.HookEvery, p11Sample),
 		fmt.Sprintf("P10: %s@%s %s (Deployment scaled to 0 replicas: no kubelet) pushed to an app of the ferry binary (%s), hook → success status, vs kubectl apply --server-side -f + kubectl wait --for=condition=established on its CRDs; %d repetitions, each variant on a fresh control plane, order rotating; bound %s",
 			p10Module, p10Version, p10File, p.FerryBin, p.P10.Reps, p.P10.Timeout),
+		fmt.Sprintf("P8: %s@%s %s (KueueViz's Deployments set to 0 replicas: no kubelet) with values %s, rendered %d times (the cluster's capabilities), applied to an empty control plane and re-synced by ferry's engine in a child process; %d repetitions, each on a fresh control plane",
+			p8Module, p8Version, p8Chart, p8Values, p8Renders, p.Reps),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}
 }
@@ -247,6 +249,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if (p.wants("P3") || p.wants("P4") || p.wants("P5")) && len(p.Sync.Variants) > 0 {
 		step("P3/P4/P5 sync", func() error { return runSync(ctx, p, res, logf) })
+	}
+	if p.wants("P8") {
+		step("P8", func() error { return runP8(ctx, p, res, logf) })
 	}
 	if p.wants("P2") || p.wants("P5") || p.wants("P6") || p.wants("P7") || p.wants("P10") || p.wants("P11R") {
 		step("P2/P5 idle/P6/P7/P10/P11R", func() error { return runE2E(ctx, p, res, logf) })
