@@ -84,7 +84,13 @@ func stageOf(err error) Stage {
 func transient(err error) bool {
 	switch stageOf(err) {
 	case StageFetch:
-		return source.IsTransient(err) || charts.IsTransient(err)
+		// The fetch stage fetches the commit and, for a remote chart, the chart: each source
+		// classifies its own errors.
+		var ce *charts.Error
+		if errors.As(err, &ce) {
+			return ce.Transient
+		}
+		return source.IsTransient(err)
 	case StageCluster:
 		return apply.IsTransient(err)
 	case StageDependencies:
