@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/render/sops/sopstest"
 	"github.com/ferrygitops/ferry/test/chartrepo"
 	"github.com/ferrygitops/ferry/test/cluster"
@@ -220,6 +221,33 @@ func TestRestoreFromGit(t *testing.T) {
 		t.Errorf("record names chart %q, want %q", hist[0].Chart, want)
 	}
 
+	// A pull request changing the remote chart's values and the encrypted Secret gets previews:
+	// the rendered change for the chart, the Secret as changed with its values masked.
+	repo.Commit(t, "values", "hello: new greeting; db: new password", map[string]string{
+		"clusters/prod/hello/values.yaml": "greeting: previewed\n",
+		"apps/secrets/db.enc.yaml":        cli.secret(t, "db.yaml", "preview-db", owned.Recipient),
+	})
+	prHead := repo.Head(t, "values")
+	repo.PushRef(t, "refs/pull/9/head", prHead)
+	if code, body := f.send(t, "platform", githubPR(t, "d-restore-pr", 9, prHead, first)); code != http.StatusAccepted {
+		t.Fatalf("pull_request hook: %d %s", code, body)
+	}
+	for app, want := range map[string][]string{
+		"hello":   {"~ ConfigMap shop/hello-hello", "/data/greeting"},
+		"secrets": {"~ Secret shop/db"},
+	} {
+		st := waitFinal(t, forge, prHead, "ferry/"+app+"/preview")
+		last := st[len(st)-1]
+		if last.State != "success" || !strings.HasPrefix(last.Description, "1 changed") {
+			t.Fatalf("%s preview: %+v", app, last)
+		}
+		var rec queue.Record
+		f.getJSON(t, "/api/v1/syncs/"+last.TargetURL[strings.LastIndex(last.TargetURL, "/")+1:], &rec)
+		if !contains(rec.Diff, want...) || strings.Contains(rec.Diff, "preview-db") || strings.Contains(rec.Diff, "s3cret-db") {
+			t.Errorf("%s preview diff:\n%s", app, rec.Diff)
+		}
+	}
+
 	// Rotation: the Secret re-encrypted for the old and a new recipient, with a new value.
 	second := repo.Commit(t, "main", "secrets: rotate", map[string]string{"apps/secrets/db.enc.yaml": cli.secret(t, "db.yaml", "rotated-db", owned.Recipient, rotated.Recipient)})
 	if code, body := f.send(t, "platform", githubPush(t, hookSecret, "d-restore-2", first, second, "apps/secrets/db.enc.yaml")); code != http.StatusAccepted {
@@ -252,7 +280,7 @@ func TestRestoreFromGit(t *testing.T) {
 
 	// No plaintext and no key anywhere ferry writes: statuses, records, pages, logs.
 	var seen strings.Builder
-	for _, sha := range []string{first, second, third} {
+	for _, sha := range []string{first, prHead, second, third} {
 		for _, s := range forge.Statuses(sha) {
 			fmt.Fprintf(&seen, "%s %s\n", s.Description, s.TargetURL)
 		}
@@ -263,7 +291,7 @@ func TestRestoreFromGit(t *testing.T) {
 		seen.Write(raw)
 	}
 	seen.WriteString(f.logs.String())
-	for _, secretText := range []string{"s3cret-db", "rotated-db", "never-applied", "k3y-plain", owned.Secret, rotated.Secret} {
+	for _, secretText := range []string{"s3cret-db", "preview-db", "rotated-db", "never-applied", "k3y-plain", owned.Secret, rotated.Secret} {
 		if strings.Contains(seen.String(), secretText) {
 			t.Errorf("a secret value or key reached a status, record or log line: %q", secretText[:6]+"…")
 		}
