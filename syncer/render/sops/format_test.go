@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/ferrygitops/ferry/syncer/render/sops/sopstest"
 )
@@ -157,4 +158,26 @@ func TestCommentRegexRefused(t *testing.T) {
 		t.Errorf("Reason = %q, want it to name encrypted_comment_regex", de.Reason)
 	}
 	noSecrets(t, err.Error(), id)
+}
+
+// TestAliasBomb: a few anchors referencing each other would expand to 10^10 values; the file
+// fails as unreadable, at once, instead of exhausting the worker's memory.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 10; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+	}
+	b.WriteString("sops:\n    mac: ENC[AES256_GCM,data:x]\n")
+	start := time.Now()
+	_, encrypted, err := decrypt("bomb.yaml", []byte(b.String()), nil)
+	if !encrypted {
+		t.Fatal("the file was taken as plain")
+	}
+	if de := asDecryptError(t, err); !strings.HasPrefix(de.Reason, reasonMetadata) {
+		t.Errorf("Reason = %q, want %q", de.Reason, reasonMetadata)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("refusing the file took %v", d)
+	}
 }

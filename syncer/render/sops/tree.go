@@ -76,6 +76,7 @@ func splitMetadata(docs []mapping) ([]mapping, mapping, error) {
 func loadYAML(data []byte) ([]mapping, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []mapping
+	r := &yamlReader{}
 	for {
 		var n yaml.Node
 		err := dec.Decode(&n)
@@ -85,7 +86,7 @@ func loadYAML(data []byte) ([]mapping, error) {
 		if err != nil {
 			return nil, err
 		}
-		m, err := yamlDocument(&n, 0)
+		m, err := r.document(&n, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -94,11 +95,30 @@ func loadYAML(data []byte) ([]mapping, error) {
 	return docs, nil
 }
 
-// maxYAMLDepth bounds nesting (aliases included), so an alias bomb or a deep document fails
-// instead of exhausting the stack or memory.
+// maxYAMLDepth bounds nesting (aliases included), so a deep document fails instead of
+// exhausting the stack.
 const maxYAMLDepth = 100
 
-func yamlDocument(n *yaml.Node, depth int) (mapping, error) {
+// maxYAMLNodes bounds the nodes a YAML file expands to, aliases expanded: a few small
+// anchors referencing each other (an alias bomb) would otherwise expand to billions.
+const maxYAMLNodes = 1 << 20
+
+// yamlReader converts YAML nodes into values within maxYAMLNodes.
+type yamlReader struct{ nodes int }
+
+// count charges one node; it fails once the file has expanded to more than maxYAMLNodes.
+func (r *yamlReader) count() error {
+	r.nodes++
+	if r.nodes > maxYAMLNodes {
+		return errors.New("too many values once aliases are expanded")
+	}
+	return nil
+}
+
+func (r *yamlReader) document(n *yaml.Node, depth int) (mapping, error) {
+	if err := r.count(); err != nil {
+		return nil, err
+	}
 	if depth > maxYAMLDepth {
 		return nil, errors.New("nested too deep")
 	}
@@ -106,7 +126,7 @@ func yamlDocument(n *yaml.Node, depth int) (mapping, error) {
 	case yaml.DocumentNode:
 		var out mapping
 		for _, c := range n.Content {
-			m, err := yamlDocument(c, depth+1)
+			m, err := r.document(c, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -114,13 +134,13 @@ func yamlDocument(n *yaml.Node, depth int) (mapping, error) {
 		}
 		return out, nil
 	case yaml.MappingNode:
-		v, err := yamlValue(n, depth)
+		v, err := r.value(n, depth)
 		if err != nil {
 			return nil, err
 		}
 		return v.(mapping), nil
 	case yaml.AliasNode:
-		return yamlDocument(n.Alias, depth+1)
+		return r.document(n.Alias, depth+1)
 	case yaml.ScalarNode:
 		if n.ShortTag() == "!!null" {
 			return nil, nil
@@ -129,7 +149,10 @@ func yamlDocument(n *yaml.Node, depth int) (mapping, error) {
 	return nil, errors.New("a YAML document that is not a mapping")
 }
 
-func yamlValue(n *yaml.Node, depth int) (any, error) {
+func (r *yamlReader) value(n *yaml.Node, depth int) (any, error) {
+	if err := r.count(); err != nil {
+		return nil, err
+	}
 	if depth > maxYAMLDepth {
 		return nil, errors.New("nested too deep")
 	}
@@ -137,7 +160,7 @@ func yamlValue(n *yaml.Node, depth int) (any, error) {
 	case yaml.SequenceNode:
 		list := make([]any, 0, len(n.Content))
 		for _, c := range n.Content {
-			v, err := yamlValue(c, depth+1)
+			v, err := r.value(c, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -158,7 +181,7 @@ func yamlValue(n *yaml.Node, depth int) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("a key of type %T (sops supports string keys only)", k)
 			}
-			v, err := yamlValue(n.Content[i+1], depth+1)
+			v, err := r.value(n.Content[i+1], depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -172,7 +195,7 @@ func yamlValue(n *yaml.Node, depth int) (any, error) {
 		}
 		return v, nil
 	case yaml.AliasNode:
-		return yamlValue(n.Alias, depth+1)
+		return r.value(n.Alias, depth+1)
 	}
 	return nil, errors.New("unexpected YAML node")
 }
