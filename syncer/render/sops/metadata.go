@@ -13,6 +13,9 @@ import (
 // `version` the sops CLI 3.x writes into a file's metadata.
 const supportedVersionMajor = "3"
 
+// maxQuotedVersion bounds the format version an error quotes: a longer one is not a version.
+const maxQuotedVersion = 16
+
 // maxFlatIndex bounds a list position in flattened metadata (dotenv, INI), so a crafted key
 // cannot make the unflattening allocate a huge list.
 const maxFlatIndex = 1 << 10
@@ -77,6 +80,9 @@ func parseMetadata(m mapping) (*metadata, error) {
 		return nil, err
 	}
 	if major, _, _ := strings.Cut(md.version, "."); major != supportedVersionMajor {
+		if len(md.version) > maxQuotedVersion {
+			return nil, fmt.Errorf("the format version is not supported (want %s.x)", supportedVersionMajor)
+		}
 		return nil, fmt.Errorf("format version %q is not supported (want %s.x)", md.version, supportedVersionMajor)
 	}
 	if md.unencryptedSuffix, err = str("unencrypted_suffix"); err != nil {
