@@ -7,8 +7,10 @@
 // nothing is read from the environment or the user's configuration, and nothing decrypted is
 // written anywhere but the memory of the FS that decrypted it.
 //
-// Stores (YAML, JSON, dotenv, INI, binary), the data key and the MAC check are sops' own
-// (github.com/getsops/sops/v3); the data key is opened with filippo.io/age.
+// The SOPS file format is read by this package itself, for decrypting only: the stores (YAML,
+// JSON, dotenv, INI, binary), the values (AES-256-GCM, bound to their path), the MAC over the
+// plaintext and the data key (opened with filippo.io/age; Shamir key groups combined). Linking
+// sops' library would link every key service it supports; ferry only needs age.
 package sops
 
 import (

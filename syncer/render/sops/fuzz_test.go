@@ -13,7 +13,7 @@ import (
 var fuzzNames = []string{"f.yaml", "f.json", "f.env", "f.ini", "f.bin"}
 
 // FuzzDecrypt feeds arbitrary content through the detection and, when it looks encrypted,
-// sops' stores, the data key and the MAC check, as every file of a pull request goes: no input
+// the stores, the data key and the MAC check, as every file of a pull request goes: no input
 // may panic, a plain file must come back unchanged, and a failure must be a *DecryptError that
 // holds no key material. The seeds (testdata/seed.*) were encrypted by the sops CLI for
 // testdata/fuzz-identity.txt, a throwaway key, so mutations reach decryption too.
