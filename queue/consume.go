@@ -129,6 +129,9 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 
 	removed, err := q.tidyConsumers(ctx, apps)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a shutdown, not a failure
+		}
 		return err
 	}
 	deploySlots := make(chan struct{}, opts.Workers)
@@ -167,13 +170,23 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 		// these settings.
 		cons, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, src.cfg)
 		if err != nil {
-			stopAll()
-			return fmt.Errorf("create consumer for %s: %w", src.cfg.Description, err)
+			err = fmt.Errorf("create consumer for %s: %w", src.cfg.Description, err)
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(1))
+		var it jetstream.MessagesContext
+		if err == nil {
+			if it, err = cons.Messages(jetstream.PullMaxMessages(1)); err != nil {
+				err = fmt.Errorf("consume %s: %w", src.cfg.Description, err)
+			}
+		}
 		if err != nil {
 			stopAll()
-			return fmt.Errorf("consume %s: %w", src.cfg.Description, err)
+			if ctx.Err() != nil {
+				// Told to stop while starting (a SIGTERM right after start): a shutdown, not a
+				// failure. Jobs the started consumers handed out finish first, as below.
+				wg.Wait()
+				return nil
+			}
+			return err
 		}
 		iters = append(iters, it)
 		wg.Go(func() { q.pump(ctx, work, it, src.slots, h, opts, &wg) })

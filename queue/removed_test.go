@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -85,5 +86,28 @@ func TestJobsOfRemovedAppsStillEnd(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A Consume told to stop while it is still creating its consumers (a SIGTERM right after start)
+// returns nil: a shutdown is not a failure of the workers.
+func TestConsumeStoppedWhileStarting(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	apps := make([]string, 50)
+	for i := range apps {
+		apps[i] = fmt.Sprintf("app%d", i)
+	}
+	for _, after := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(t.Context())
+		if after == 0 {
+			cancel()
+		} else {
+			time.AfterFunc(after, cancel)
+		}
+		if err := q.Consume(ctx, apps, func(context.Context, Job, Delivery) error { return nil }, quietOptions()); err != nil {
+			t.Errorf("stopped %s after start: %v, want nil", after, err)
+		}
+		cancel()
 	}
 }
