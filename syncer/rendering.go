@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"path"
 
 	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/render"
@@ -68,11 +67,6 @@ type prepared struct {
 func (s *Syncer) prepare(ctx context.Context, app App, files fs.FS) (prepared, error) {
 	p := prepared{files: sops.NewFS(files, app.Render.Keys), opts: s.renderOptions(app)}
 	helm := p.opts.Helm
-	isChart := app.Render.Chart != nil
-	if !isChart {
-		st, err := fs.Stat(files, path.Join(app.Path, "Chart.yaml"))
-		isChart = err == nil && st.Mode().IsRegular()
-	}
 	if app.Render.Chart != nil {
 		c, err := s.charts.Fetch(ctx, *app.Render.Chart, app.Render.ChartAuth)
 		if err != nil {
@@ -81,7 +75,7 @@ func (s *Syncer) prepare(ctx context.Context, app App, files fs.FS) (prepared, e
 		helm.Archive, helm.Ref = c.Archive, c.Ref
 		p.chart = c.Ref + "@" + c.Digest
 	}
-	if isChart {
+	if render.IsChart(files, app.Path, p.opts) {
 		caps, err := s.cluster.Capabilities(ctx)
 		if err != nil {
 			return p, at(StageCluster, err)

@@ -153,9 +153,10 @@ func renderChart(fsys fs.FS, dir string, opts Options, b *budget) (objs []Object
 	return objs, nil
 }
 
-// isChartApp reports whether the app is a Helm chart: a remote one (its archive, or only its
-// reference before it is fetched), or a Chart.yaml in its directory.
-func isChartApp(fsys fs.FS, dir string, opts Options) bool {
+// IsChart reports whether dir, rendered with opts, is a Helm chart: a remote one (its archive, or
+// only its reference before it is fetched), or a Chart.yaml in dir. A caller that prepares what
+// only a chart needs (the cluster's capabilities) asks it before rendering.
+func IsChart(fsys fs.FS, dir string, opts Options) bool {
 	return (opts.Helm != nil && (opts.Helm.Archive != nil || opts.Helm.Ref != "")) || isChartDir(fsys, dir)
 }
 

@@ -204,7 +204,7 @@ func Inputs(fsys fs.FS, dir string, opts Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if isChartApp(fsys, clean, opts) {
+	if IsChart(fsys, clean, opts) {
 		return chartInputs(fsys, clean, opts)
 	}
 	if findKustomization(fsys, clean) == "" {
