@@ -89,13 +89,14 @@ func runE2E(ctx context.Context, p *params, res *results, logf func(string, ...a
 	return errors.Join(append(errs, err)...)
 }
 
-// startCluster starts a fresh control plane with controllers, warmed up.
-func (e *e2e) startCluster(ctx context.Context, name string) (*cluster.Cluster, error) {
-	dir := filepath.Join(e.p.Work, name)
+// startCluster starts a fresh control plane with controllers, warmed up, its state under
+// p.Work/name.
+func startCluster(ctx context.Context, p *params, name string) (*cluster.Cluster, error) {
+	dir := filepath.Join(p.Work, name)
 	_ = os.RemoveAll(dir)
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	cl, err := cluster.Start(sctx, dir, cluster.Options{ControllerManager: true, BinDir: e.p.K8sBin})
+	cl, err := cluster.Start(sctx, dir, cluster.Options{ControllerManager: true, BinDir: p.K8sBin})
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (e *e2e) startCluster(ctx context.Context, name string) (*cluster.Cluster, 
 // pushAndIdle runs P5 idle (100 small apps, RSS after start-up syncs and a quiet period) and P2
 // (sequential pushes of a 20-object app, hook sent → success status received) on one cluster.
 func (e *e2e) pushAndIdle(ctx context.Context, res *results) error {
-	cl, err := e.startCluster(ctx, "cluster-e2e")
+	cl, err := startCluster(ctx, e.p, "cluster-e2e")
 	if err != nil {
 		return err
 	}
@@ -338,7 +339,7 @@ func (e *e2e) restore(ctx context.Context, res *results) error {
 }
 
 func (e *e2e) restoreOnce(ctx context.Context, rep int, cloneURL, head string, apps []appConf, contexts []string) (time.Duration, string, error) {
-	cl, err := e.startCluster(ctx, fmt.Sprintf("cluster-p6-%d", rep))
+	cl, err := startCluster(ctx, e.p, fmt.Sprintf("cluster-p6-%d", rep))
 	if err != nil {
 		return 0, "", err
 	}

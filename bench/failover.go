@@ -51,7 +51,7 @@ type takeover struct {
 // The time runs from the kill to the success status the other replica posts. With
 // -p7-baseline-bin the same runs with that ferry binary (an older build) for comparison.
 func (e *e2e) failover(ctx context.Context, res *results) error {
-	cl, err := e.startCluster(ctx, "cluster-p7")
+	cl, err := startCluster(ctx, e.p, "cluster-p7")
 	if err != nil {
 		return err
 	}

@@ -156,7 +156,7 @@ func (e *e2e) runP10(ctx context.Context, res *results) error {
 // p10Kubectl times kubectl applying the bundle and waiting for its CRDs to be established. detail
 // is the CPU time the control plane spent meanwhile.
 func (e *e2e) p10Kubectl(ctx context.Context, rep int, b *p10Bundle) (time.Duration, string, error) {
-	cl, err := e.startCluster(ctx, fmt.Sprintf("cluster-p10-%d-kubectl", rep))
+	cl, err := startCluster(ctx, e.p, fmt.Sprintf("cluster-p10-%d-kubectl", rep))
 	if err != nil {
 		return 0, "", err
 	}
@@ -191,7 +191,7 @@ func (e *e2e) p10Kubectl(ctx context.Context, rep int, b *p10Bundle) (time.Durat
 // the success status. detail is ferry's own account of the sync, from its log, and the CPU time
 // the control plane and ferry spent meanwhile.
 func (e *e2e) p10Ferry(ctx context.Context, rep int, b *p10Bundle) (time.Duration, string, error) {
-	cl, err := e.startCluster(ctx, fmt.Sprintf("cluster-p10-%d-ferry", rep))
+	cl, err := startCluster(ctx, e.p, fmt.Sprintf("cluster-p10-%d-ferry", rep))
 	if err != nil {
 		return 0, "", err
 	}
@@ -271,7 +271,7 @@ func (e *e2e) p10Profile(ctx context.Context, b *p10Bundle, profile string) erro
 	if err != nil {
 		return fmt.Errorf("own executable: %w", err)
 	}
-	cl, err := e.startCluster(ctx, "cluster-p10-profile")
+	cl, err := startCluster(ctx, e.p, "cluster-p10-profile")
 	if err != nil {
 		return err
 	}

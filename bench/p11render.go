@@ -89,7 +89,7 @@ func prHook(delivery string, number int, head, base string) ([]byte, http.Header
 // renderRSS runs P11's render attacks against one ferry process, one pull request at a time,
 // and reads its peak RSS (VmHWM) before and after each: the figure is the growth of the peak.
 func (e *e2e) renderRSS(ctx context.Context, res *results) error {
-	cl, err := e.startCluster(ctx, "cluster-p11r")
+	cl, err := startCluster(ctx, e.p, "cluster-p11r")
 	if err != nil {
 		return err
 	}

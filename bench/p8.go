@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrygitops/ferry/test/cluster"
 	"github.com/ferrygitops/ferry/test/upstream"
 )
 
@@ -110,23 +109,11 @@ func p8Copy(chart, dir string) (string, error) {
 
 // p8Run starts a fresh control plane, runs the chart child on it and stops it.
 func p8Run(ctx context.Context, p *params, self, chart string, rep int) (*childSync, error) {
-	cdir := filepath.Join(p.Work, fmt.Sprintf("cluster-p8-%d", rep))
-	_ = os.RemoveAll(cdir)
-	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	cl, err := cluster.Start(sctx, cdir, cluster.Options{ControllerManager: true, BinDir: p.K8sBin})
+	cl, err := startCluster(ctx, p, fmt.Sprintf("cluster-p8-%d", rep))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		_ = cl.Stop()
-		if !p.Keep {
-			_ = os.RemoveAll(cdir)
-		}
-	}()
-	if err := warmControllers(sctx, cl.Config); err != nil {
-		return nil, err
-	}
+	defer cl.Stop()
 	actx, acancel := context.WithTimeout(ctx, p.Sync.Timeout)
 	defer acancel()
 	return ferrySyncChild(actx, self, childSyncArgs{Kubeconfig: cl.Kubeconfig, Dir: chart, App: "kueue", Timeout: p.Sync.Timeout,

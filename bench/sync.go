@@ -23,7 +23,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ferrygitops/ferry/syncer/render"
-	"github.com/ferrygitops/ferry/test/cluster"
 )
 
 // Targets of P3, P4 and P5 (sync).
@@ -189,23 +188,18 @@ type measured struct {
 func syncVariant(ctx context.Context, p *params, v variant, rep int, dir string, objs []render.Object, self, profile string,
 	logf func(string, ...any)) (measured, error) {
 	var m measured
-	cdir := filepath.Join(p.Work, fmt.Sprintf("cluster-p3-%d-%s", rep, v.short()))
-	_ = os.RemoveAll(cdir)
-	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	cl, err := cluster.Start(sctx, cdir, cluster.Options{ControllerManager: true, BinDir: p.K8sBin})
+	cl, err := startCluster(ctx, p, fmt.Sprintf("cluster-p3-%d-%s", rep, v.short()))
 	if err != nil {
 		return m, err
 	}
+	cdir := cl.Dir
 	defer func() {
 		_ = cl.Stop()
 		if !p.Keep {
+			// Each repetition's etcd holds a thousand objects: the disk is given back at once.
 			_ = os.RemoveAll(cdir)
 		}
 	}()
-	if err := warmControllers(sctx, cl.Config); err != nil {
-		return m, err
-	}
 	actx, acancel := context.WithTimeout(ctx, p.Sync.Timeout)
 	defer acancel()
 	t0 := time.Now()
