@@ -4,6 +4,7 @@
 package chartrepo
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"fmt"
@@ -48,6 +49,8 @@ type Server struct {
 	mu       sync.Mutex
 	index    []byte
 	requests map[string]int // by URL path
+	// notModified counts index requests answered 304.
+	notModified int
 	failures []int          // statuses to answer the next requests with, in order
 }
 
@@ -93,6 +96,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if name == "index.yaml" {
+		// An ETag, as the common chart repository servers send: a client that still holds this
+		// index gets 304 Not Modified.
+		etag := fmt.Sprintf(`"%x"`, sha256.Sum256(index))
+		w.Header().Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			s.mu.Lock()
+			s.notModified++
+			s.mu.Unlock()
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
 		w.Header().Set("Content-Type", "application/x-yaml")
 		_, _ = w.Write(index)
 		return
@@ -171,6 +185,13 @@ func (s *Server) FailNext(n, status int) {
 	for range n {
 		s.failures = append(s.failures, status)
 	}
+}
+
+// NotModified returns how many index requests were answered 304 Not Modified.
+func (s *Server) NotModified() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notModified
 }
 
 // Requests returns how many requests asked for name (relative to the repository, e.g.

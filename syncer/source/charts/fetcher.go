@@ -56,6 +56,8 @@ type Fetcher struct {
 
 	mu    sync.Mutex
 	calls map[string]*call // fetches in flight by reference and credentials
+	// indexes are chart repositories' indexes as last parsed, by URL and credentials.
+	indexes map[string]*keptIndex
 }
 
 // call is one fetch in flight that later callers of the same reference wait for.
@@ -77,6 +79,7 @@ func NewFetcher(dir string, hc *http.Client) *Fetcher {
 		maxChartBytes:    MaxChartBytes,
 		maxUnpackedBytes: MaxChartUnpackedBytes,
 		calls:            map[string]*call{},
+		indexes:          map[string]*keptIndex{},
 	}
 }
 

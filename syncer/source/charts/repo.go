@@ -28,14 +28,9 @@ func (f *Fetcher) fetchRepo(ctx context.Context, ref Ref, creds *Credentials) (*
 	if ref.Chart == "" || strings.ContainsAny(ref.Chart, "/ ") {
 		return nil, permanentErr(name, "check chart name", fmt.Errorf("%w: %q is not a chart name", ErrBadRef, ref.Chart))
 	}
-	indexURL := base.JoinPath("index.yaml")
-	body, err := f.get(ctx, name, "get index.yaml", indexURL, base, creds, f.maxIndexBytes)
+	index, err := f.index(ctx, name, base, creds)
 	if err != nil {
 		return nil, err
-	}
-	var index repo.IndexFile
-	if err := yaml.Unmarshal(body, &index); err != nil {
-		return nil, permanentErr(name, "parse index.yaml", err)
 	}
 	entries := index.Entries[ref.Chart]
 	var available []string
@@ -83,7 +78,7 @@ func (f *Fetcher) fetchRepo(ctx context.Context, ref Ref, creds *Credentials) (*
 			return &Chart{Archive: data, Digest: want, Version: version, Ref: name}, nil
 		}
 	}
-	data, err := f.get(ctx, name, "download archive", chartURL, base, creds, f.maxChartBytes)
+	data, _, err := f.get(ctx, name, "download archive", chartURL, base, creds, f.maxChartBytes, "")
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +87,47 @@ func (f *Fetcher) fetchRepo(ctx context.Context, ref Ref, creds *Credentials) (*
 		return nil, permanentErr(name, "verify archive", fmt.Errorf("%w: the index says %s, the archive is %s", ErrDigestMismatch, want, got))
 	}
 	return f.keep(name, data, got, ref.Chart, version)
+}
+
+// index returns the repository's parsed index. An index is asked for at every sync (so that a
+// range follows new versions), but repositories' indexes run to tens of MiB: the last one parsed
+// is kept with its ETag, and a repository that answers 304 Not Modified costs neither the
+// download nor the parse.
+func (f *Fetcher) index(ctx context.Context, name string, base *url.URL, creds *Credentials) (*repo.IndexFile, error) {
+	indexURL := base.JoinPath("index.yaml")
+	key := callKey(Ref{RepoURL: indexURL.String()}, creds)
+	f.mu.Lock()
+	kept := f.indexes[key]
+	f.mu.Unlock()
+	etag := ""
+	if kept != nil {
+		etag = kept.etag
+	}
+	body, newTag, err := f.get(ctx, name, "get index.yaml", indexURL, base, creds, f.maxIndexBytes, etag)
+	if err != nil {
+		return nil, err
+	}
+	if body == nil {
+		return kept.index, nil // not modified
+	}
+	var index repo.IndexFile
+	if err := yaml.Unmarshal(body, &index); err != nil {
+		return nil, permanentErr(name, "parse index.yaml", err)
+	}
+	f.mu.Lock()
+	if newTag != "" {
+		f.indexes[key] = &keptIndex{etag: newTag, index: &index}
+	} else {
+		delete(f.indexes, key)
+	}
+	f.mu.Unlock()
+	return &index, nil
+}
+
+// keptIndex is a repository's index as last parsed, and the ETag it was served with.
+type keptIndex struct {
+	etag  string
+	index *repo.IndexFile
 }
 
 // keep verifies a downloaded archive (a chart named chartName at version) and caches it.
@@ -109,12 +145,17 @@ func (f *Fetcher) keep(name string, data []byte, digest, chartName, version stri
 	return &Chart{Archive: data, Digest: digest, Version: version, Ref: name}, nil
 }
 
-// get downloads u, at most limit bytes. Credentials go only to the repository's own scheme and
-// host: an index may point archives at another server (a CDN), which must not receive them.
-func (f *Fetcher) get(ctx context.Context, name, op string, u, base *url.URL, creds *Credentials, limit int64) ([]byte, error) {
+// get downloads u, at most limit bytes, and returns it with its ETag. With ifNoneMatch set, a
+// 304 Not Modified answer returns no data and no error. Credentials go only to the repository's
+// own scheme and host: an index may point archives at another server (a CDN), which must not
+// receive them.
+func (f *Fetcher) get(ctx context.Context, name, op string, u, base *url.URL, creds *Credentials, limit int64, ifNoneMatch string) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, permanentErr(name, op, err)
+		return nil, "", permanentErr(name, op, err)
+	}
+	if ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", ifNoneMatch)
 	}
 	if creds != nil && u.Scheme == base.Scheme && u.Host == base.Host {
 		if creds.Username != "" {
@@ -125,24 +166,27 @@ func (f *Fetcher) get(ctx context.Context, name, op string, u, base *url.URL, cr
 	}
 	resp, err := f.hc.Do(req)
 	if err != nil {
-		return nil, transportErr(name, op, err)
+		return nil, "", transportErr(name, op, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && ifNoneMatch != "" {
+		return nil, "", nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, statusErr(name, op+" "+redactURL(u.String()), resp.StatusCode)
+		return nil, "", statusErr(name, op+" "+redactURL(u.String()), resp.StatusCode)
 	}
 	if resp.ContentLength > limit {
-		return nil, permanentErr(name, op, fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrTooLarge, redactURL(u.String()), resp.ContentLength, limit))
+		return nil, "", permanentErr(name, op, fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrTooLarge, redactURL(u.String()), resp.ContentLength, limit))
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, transportErr(name, op, err)
+		return nil, "", transportErr(name, op, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, permanentErr(name, op, fmt.Errorf("%w: %s is more than %d bytes", ErrTooLarge, redactURL(u.String()), limit))
+		return nil, "", permanentErr(name, op, fmt.Errorf("%w: %s is more than %d bytes", ErrTooLarge, redactURL(u.String()), limit))
 	}
-	return data, nil
+	return data, resp.Header.Get("ETag"), nil
 }
 
 // parseRepoURL checks a chart repository URL. Credentials inside the URL are refused: they would

@@ -376,3 +376,36 @@ func waiting(f *Fetcher) bool {
 	defer f.mu.Unlock()
 	return len(f.calls) > 0
 }
+
+// The index is asked for at every fetch, but a repository answering 304 Not Modified is not
+// downloaded or parsed again; once the index changes, the new one is read.
+func TestRepoIndexNotModified(t *testing.T) {
+	srv := chartrepo.Start(t, chartrepo.Options{})
+	srv.AddChart(t, "hello", "1.0.0")
+	f := newFetcher(t)
+	ref := Ref{RepoURL: srv.URL, Chart: "hello", Version: "1.x"}
+	for range 3 {
+		ch, err := f.Fetch(t.Context(), ref, nil)
+		if err != nil || ch.Version != "1.0.0" {
+			t.Fatalf("fetch = %v, %v", ch, err)
+		}
+	}
+	if n, nm := srv.Requests("index.yaml"), srv.NotModified(); n != 3 || nm != 2 {
+		t.Errorf("index asked %d times, %d answered 304; want 3 and 2", n, nm)
+	}
+	srv.AddChart(t, "hello", "1.1.0")
+	ch, err := f.Fetch(t.Context(), ref, nil)
+	if err != nil || ch.Version != "1.1.0" {
+		t.Fatalf("after a new version: %v, %v; want 1.1.0", ch, err)
+	}
+	if nm := srv.NotModified(); nm != 2 {
+		t.Errorf("a changed index was answered 304 (%d)", nm)
+	}
+	// Other credentials do not share the index kept for none.
+	if _, err := f.Fetch(t.Context(), ref, &Credentials{Username: "u", Password: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if nm := srv.NotModified(); nm != 2 {
+		t.Errorf("an index kept for one set of credentials was reused for another (%d)", nm)
+	}
+}
