@@ -51,7 +51,7 @@ type Server struct {
 	requests map[string]int // by URL path
 	// notModified counts index requests answered 304.
 	notModified int
-	failures []int          // statuses to answer the next requests with, in order
+	failures    []int // statuses to answer the next requests with, in order
 }
 
 // Start serves an empty repository until the end of the test.
