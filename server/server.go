@@ -61,8 +61,10 @@ type Config struct {
 	Hooks   http.Handler // POST /hooks/{repo}
 	Resync  http.Handler // POST /api/v1/apps/{app}/sync
 	Records Records
-	Apps    []AppInfo
-	Ready   []Check
+	// Watch follows records as they change, for live updates; nil serves none.
+	Watch Watcher
+	Apps  []AppInfo
+	Ready []Check
 	// Gatherer serves /metrics; nil serves an empty registry.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
@@ -74,6 +76,8 @@ type Server struct {
 	http   *http.Server
 	apps   map[string]AppInfo
 	closed chan struct{}
+	// streams holds a slot per open event stream (MaxEventStreams).
+	streams chan struct{}
 }
 
 // New builds the server and its routes.
@@ -84,7 +88,7 @@ func New(cfg Config) *Server {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, apps: map[string]AppInfo{}, closed: make(chan struct{})}
+	s := &Server{cfg: cfg, apps: map[string]AppInfo{}, closed: make(chan struct{}), streams: make(chan struct{}, MaxEventStreams)}
 	for _, a := range cfg.Apps {
 		s.apps[a.Name] = a
 	}
@@ -113,6 +117,8 @@ func (s *Server) Routes() http.Handler {
 		r.Get("/apps", s.listApps)
 		r.Get("/apps/{app}", s.getApp)
 		r.Get("/syncs/{id}", s.getSync)
+		r.Get("/syncs/{id}/events", s.syncEvents)
+		r.Get("/events", s.allSyncEvents)
 		if s.cfg.Resync != nil {
 			r.Method(http.MethodPost, "/apps/{app}/sync", s.cfg.Resync)
 		}

@@ -1,0 +1,70 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrWatchStopped is returned when the store ends a watch that its caller did not end: the
+// connection to NATS was lost for good. A caller that wants more watches again.
+var ErrWatchStopped = errors.New("watch stopped by the store")
+
+// WatchSync calls fn with the sync's current record (if it has one), then with each version any
+// replica stores, until fn returns false or ctx ends. The bucket keeps one version per sync, so
+// a version replaced before the watch read it is skipped: fn sees the versions in order, and
+// always the last one. It returns nil then. An unknown id is
+// ErrNotFound only when it could never name a sync; a valid id with no record yet is watched
+// until one is stored, so a caller may watch a sync it just queued.
+func (s *Records) WatchSync(ctx context.Context, id string, fn func(Record) bool) error {
+	if !validID(id) {
+		return fmt.Errorf("sync %q: %w", id, ErrNotFound)
+	}
+	return s.watchRecords(ctx, syncKey(id), false, fn)
+}
+
+// WatchSyncs calls fn with every sync record stored from now on, by any replica, until fn
+// returns false or ctx ends; records stored before the call are not replayed (History reads
+// them). It returns nil then.
+func (s *Records) WatchSyncs(ctx context.Context, fn func(Record) bool) error {
+	return s.watchRecords(ctx, syncKey("*"), true, fn)
+}
+
+func (s *Records) watchRecords(ctx context.Context, key string, updatesOnly bool, fn func(Record) bool) error {
+	var opts []jetstream.WatchOpt
+	if updatesOnly {
+		opts = append(opts, jetstream.UpdatesOnly())
+	}
+	w, err := s.kv.Watch(ctx, key, opts...)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", strings.TrimSuffix(key, ".*"), err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return ErrWatchStopped
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut { // end of stored values, or a deletion
+				continue
+			}
+			var r Record
+			if json.Unmarshal(e.Value(), &r) != nil || syncKey(r.ID) != e.Key() {
+				continue
+			}
+			if !fn(r) {
+				return nil
+			}
+		}
+	}
+}
