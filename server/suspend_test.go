@@ -74,9 +74,13 @@ func newSteerServer(t *testing.T, proxy *handlers.ProxyAuth) *steerServer {
 	return &steerServer{url: ts.URL, queue: q, logs: logs}
 }
 
+// emptyRecords holds no sync but sampleRecord (of app api).
 func emptyRecords() fakeRecords {
 	return fakeRecords{
 		get: func(_ context.Context, id string) (queue.Record, error) {
+			if rec := sampleRecord(); id == rec.ID {
+				return rec, nil
+			}
 			return queue.Record{}, fmt.Errorf("sync %s: %w", id, queue.ErrNotFound)
 		},
 		history: func(context.Context, string, int) ([]queue.Record, error) { return nil, nil },
@@ -140,6 +144,9 @@ func TestSteeringAPI(t *testing.T) {
 	if code, page := get(t, s.url+"/"); code != http.StatusOK || !strings.Contains(page, `<td>api <span class="state suspended">suspended</span></td>`) || strings.Contains(page, `<td>db <span`) {
 		t.Errorf("apps page: %d\n%s", code, page)
 	}
+	if code, page := get(t, s.url+"/syncs/"+sampleRecord().ID); code != http.StatusOK || !strings.Contains(page, "App api is suspended by ci since ") || !strings.Contains(page, ": db migration.") {
+		t.Errorf("sync page of the suspended app: %d\n%s", code, page)
+	}
 
 	if code, body := s.post(t, "/api/v1/apps/api/sync", writeToken, ""); code != http.StatusConflict || !strings.Contains(body, "suspended by ci") {
 		t.Errorf("manual sync while suspended: %d %s", code, body)
@@ -161,6 +168,9 @@ func TestSteeringAPI(t *testing.T) {
 	}
 	if code, body = get(t, s.url+"/api/v1/apps/api"); !strings.Contains(body, `"suspended": false`) {
 		t.Errorf("after resume: %d %s", code, body)
+	}
+	if _, page := get(t, s.url+"/syncs/"+sampleRecord().ID); strings.Contains(page, "is suspended") {
+		t.Errorf("the sync page still says the app is suspended:\n%s", page)
 	}
 	if strings.Contains(s.logs.String(), writeToken) {
 		t.Error("the token is in the logs")
