@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,28 +45,31 @@ type ResyncOptions struct {
 	Now   func() time.Time
 }
 
-// Resync serves POST /api/v1/apps/{app}/sync: a manual resync of one app at its branch head or
-// a given revision, always run (never skipped as already applied).
-type Resync struct {
-	apps    map[string]ResyncApp
-	tokens  [][sha256.Size]byte // digests of the API tokens, never the tokens
-	resolve HeadResolver
-	queue   Enqueuer
-	opts    ResyncOptions
+// SuspensionReader tells whether an app is suspended, as every replica sees it.
+type SuspensionReader interface {
+	Get(ctx context.Context, app string) (queue.Suspension, error)
 }
 
-// NewResync builds the handler. With no API token configured every request is refused: an
-// empty token list never means "open".
-func NewResync(apps []ResyncApp, tokens [][]byte, resolve HeadResolver, q Enqueuer, opts ResyncOptions) (*Resync, error) {
-	if q == nil || resolve == nil {
-		return nil, errors.New("resync needs an enqueuer and a head resolver")
+// Resync serves POST /api/v1/apps/{app}/sync: a manual resync of one app at its branch head or
+// a given revision, always run (never skipped as already applied). A suspended app is synced
+// only when the request says {"force": true}.
+//
+// It serves only requests that Auth.Require let through (their context names the caller);
+// anything else gets 401, so that mounting it without authentication opens nothing.
+type Resync struct {
+	apps      map[string]ResyncApp
+	resolve   HeadResolver
+	queue     Enqueuer
+	suspended SuspensionReader
+	opts      ResyncOptions
+}
+
+// NewResync builds the handler.
+func NewResync(apps []ResyncApp, resolve HeadResolver, q Enqueuer, suspended SuspensionReader, opts ResyncOptions) (*Resync, error) {
+	if q == nil || resolve == nil || suspended == nil {
+		return nil, errors.New("resync needs an enqueuer, a head resolver and the suspensions")
 	}
-	r := &Resync{apps: map[string]ResyncApp{}, resolve: resolve, queue: q, opts: opts}
-	for _, t := range tokens {
-		if len(t) > 0 {
-			r.tokens = append(r.tokens, sha256.Sum256(t))
-		}
-	}
+	r := &Resync{apps: map[string]ResyncApp{}, resolve: resolve, queue: q, suspended: suspended, opts: opts}
 	for _, a := range apps {
 		r.apps[a.Name] = a
 	}
@@ -87,25 +88,10 @@ func NewResync(apps []ResyncApp, tokens [][]byte, resolve HeadResolver, q Enqueu
 	return r, nil
 }
 
-// authorized compares the bearer token with every configured one in constant time, lengths
-// included: it compares fixed-length digests of both sides (the configured ones computed once),
-// so the time a refusal takes says nothing about a token's length or content.
-func (r *Resync) authorized(req *http.Request) bool {
-	h := req.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
-		return false
-	}
-	got := sha256.Sum256([]byte(tok))
-	match := 0
-	for _, want := range r.tokens {
-		match |= subtle.ConstantTimeCompare(got[:], want[:])
-	}
-	return match == 1
-}
-
 type resyncRequest struct {
 	Revision string `json:"revision"`
+	// Force syncs a suspended app (the app stays suspended).
+	Force bool `json:"force"`
 }
 
 type resyncResponse struct {
@@ -116,12 +102,13 @@ type resyncResponse struct {
 }
 
 // ServeHTTP answers 401 without a valid token, 404 for an unknown app, 400 for a bad body or
-// revision, 502 when the revision cannot be resolved on the Git host, 503 when the job
-// cannot be stored, and 202 with the sync's id and page otherwise.
+// revision, 409 for a suspended app unless forced, 502 when the revision cannot be resolved on
+// the Git host, 503 when the job cannot be stored (or the suspension read), and 202 with the
+// sync's id and page otherwise.
 func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if !r.authorized(req) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a valid bearer token is required"})
+	who, ok := Caller(req.Context())
+	if !ok {
+		unauthorized(w)
 		return
 	}
 	name := chi.URLParam(req, "app")
@@ -138,9 +125,12 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if len(strings.TrimSpace(string(data))) > 0 {
 		if err := json.Unmarshal(data, &body); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be JSON like {\"revision\": \"<sha or branch>\"}"})
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be JSON like {\"revision\": \"<sha or branch>\", \"force\": false}"})
 			return
 		}
+	}
+	if !body.Force && refuseSuspended(req.Context(), w, r.suspended, r.opts.Logger, app.Name) {
+		return
 	}
 	sha, ref, status, err := r.revision(req.Context(), app, strings.TrimSpace(body.Revision))
 	if err != nil {
@@ -148,14 +138,14 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	job := queue.Job{ID: r.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerManual, Repo: app.Repo, App: app.Name,
-		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC()}
+		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC(), Force: body.Force}
 	// The delivery id is new, so the job is never a duplicate.
 	if _, err := r.queue.Enqueue(req.Context(), []queue.Job{job}); err != nil {
 		r.opts.Logger.Warn("resync not stored", "app", app.Name, "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the job could not be stored; try again"})
 		return
 	}
-	r.opts.Logger.Info("resync queued", "app", app.Name, "sha", sha, "sync", job.ID)
+	r.opts.Logger.Info("resync queued", "app", app.Name, "sha", sha, "sync", job.ID, "by", who.Name, "via", who.Via, "force", body.Force)
 	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: sha, URL: r.opts.URL(job.ID)})
 }
 

@@ -37,6 +37,7 @@ func (s *jobSink) Enqueue(_ context.Context, jobs []queue.Job) ([]queue.Job, err
 // queueing anything: another branch, a pull or merge request head, any other remote ref.
 func TestResyncRevisionForms(t *testing.T) {
 	sha := strings.Repeat("a", 40)
+	suspensions := testSuspensions(t)
 	refs := remoteRefs{"refs/heads/main": "1111", "refs/heads/feature": "2222", "refs/tags/v1.0": "3333",
 		"refs/pull/120/head": "4444", "refs/heads/release-2": "5555", "refs/tags/main": "6666"}
 	apps := []ResyncApp{{Name: "web", Repo: "platform", Branch: "main"}, {Name: "rel", Repo: "platform", Branch: "release-*"}}
@@ -65,12 +66,12 @@ func TestResyncRevisionForms(t *testing.T) {
 	} {
 		t.Run(tc.app+" "+tc.revision, func(t *testing.T) {
 			sink := &jobSink{}
-			h, err := NewResync(apps, [][]byte{[]byte("tok")}, refs, sink, ResyncOptions{Repos: map[string]source.Repo{"platform": {Name: "platform"}}})
+			h, err := NewResync(apps, refs, sink, suspensions, ResyncOptions{Repos: map[string]source.Repo{"platform": {Name: "platform"}}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := chi.NewRouter()
-			r.Method(http.MethodPost, "/api/v1/apps/{app}/sync", h)
+			r.With(NewAuth([]Token{{Name: "ci", Value: []byte("tok")}}, nil).Require).Method(http.MethodPost, "/api/v1/apps/{app}/sync", h)
 			body, _ := json.Marshal(map[string]string{"revision": tc.revision})
 			req := httptest.NewRequest(http.MethodPost, "/api/v1/apps/"+tc.app+"/sync", strings.NewReader(string(body)))
 			req.Header.Set("Authorization", "Bearer tok")

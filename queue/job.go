@@ -54,6 +54,10 @@ type Job struct {
 	// BaseSHA is the target branch head a preview is compared with, when the forge said.
 	BaseSHA    string    `json:"baseSha,omitempty"`
 	EnqueuedAt time.Time `json:"enqueuedAt"`
+
+	// Force makes a manual sync run even while its app is suspended; any other job of a
+	// suspended app ends without being applied.
+	Force bool `json:"force,omitzero"`
 }
 
 // MsgID is the JetStream de-duplication id: the same delivery of the same hook for the same app

@@ -34,7 +34,7 @@ const (
 
 // Terminal reports whether a sync in this state is over.
 func (s State) Terminal() bool {
-	return s == StateSucceeded || s == StateFailed || s == StateSkipped
+	return s == StateSucceeded || s == StateFailed || s == StateSkipped || s == StateSuspended
 }
 
 // ObjectRecord is one object a sync applied, pruned or found unchanged.

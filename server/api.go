@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,8 +17,40 @@ const historyOnAppPage = 20
 // appView is an app with where it stands.
 type appView struct {
 	AppInfo
-	LastSync *queue.Record  `json:"lastSync,omitempty"`
-	History  []queue.Record `json:"history,omitempty"`
+	// Suspended is true while pushes, polls, self-heal and start-up do not sync the app.
+	Suspended bool `json:"suspended"`
+	// Suspension says who suspended (or last resumed) the app, why and when; absent for an app
+	// never suspended.
+	Suspension *queue.Suspension `json:"suspension,omitempty"`
+	LastSync   *queue.Record     `json:"lastSync,omitempty"`
+	History    []queue.Record    `json:"history,omitempty"`
+}
+
+// suspensions returns every app's stored suspension (none without a store).
+func (s *Server) suspensions(ctx context.Context) (map[string]queue.Suspension, error) {
+	if s.cfg.Suspensions == nil {
+		return nil, nil
+	}
+	return s.cfg.Suspensions.List(ctx)
+}
+
+// suspension returns one app's stored suspension, nil when it has none.
+func (s *Server) suspension(ctx context.Context, app string) (*queue.Suspension, error) {
+	if s.cfg.Suspensions == nil {
+		return nil, nil
+	}
+	sus, err := s.cfg.Suspensions.Get(ctx, app)
+	if err != nil || (!sus.Suspended && sus.At.IsZero()) {
+		return nil, err
+	}
+	return &sus, nil
+}
+
+// withSuspension fills v's suspension fields.
+func (v *appView) withSuspension(sus *queue.Suspension) {
+	if sus != nil {
+		v.Suspended, v.Suspension = sus.Suspended, sus
+	}
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
@@ -26,9 +59,17 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	suspended, err := s.suspensions(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "suspensions unavailable: "+err.Error())
+		return
+	}
 	out := make([]appView, 0, len(names))
 	for _, n := range names {
 		v := appView{AppInfo: s.apps[n]}
+		if sus, ok := suspended[n]; ok {
+			v.withSuspension(&sus)
+		}
 		hist, err := s.cfg.Records.History(r.Context(), n, 1)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "sync records unavailable: "+err.Error())
@@ -54,7 +95,13 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "sync records unavailable: "+err.Error())
 		return
 	}
+	sus, err := s.suspension(r.Context(), name)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "suspensions unavailable: "+err.Error())
+		return
+	}
 	v := appView{AppInfo: info, History: hist}
+	v.withSuspension(sus)
 	if len(hist) > 0 {
 		v.LastSync = &hist[0]
 	}

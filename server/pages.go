@@ -76,7 +76,8 @@ func (s *Server) syncPage(w http.ResponseWriter, r *http.Request) {
 		phases = append(phases, phase{k, time.Duration(v) * time.Millisecond})
 	}
 	sort.Slice(phases, func(i, j int) bool { return phaseOrder(phases[i].Name) < phaseOrder(phases[j].Name) })
-	_ = pages.ExecuteTemplate(w, "sync.html", map[string]any{"R": rec, "Phases": phases, "App": s.apps[rec.App],
+	sus, _ := s.suspension(r.Context(), rec.App) // the page shows what it can read
+	_ = pages.ExecuteTemplate(w, "sync.html", map[string]any{"R": rec, "Phases": phases, "App": s.apps[rec.App], "Suspension": sus,
 		"History": queue.HistoryLength, "KeepDays": int(queue.EvictedKeep.Hours() / 24)})
 }
 
@@ -98,12 +99,14 @@ func (s *Server) fullDiff(w http.ResponseWriter, r *http.Request) {
 // indexPage lists the apps and their last syncs.
 func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 	type row struct {
-		App  AppInfo
-		Last *queue.Record
+		App       AppInfo
+		Last      *queue.Record
+		Suspended bool
 	}
+	suspended, _ := s.suspensions(r.Context()) // the page shows what it can read
 	var rows []row
 	for _, a := range s.cfg.Apps {
-		rw := row{App: a}
+		rw := row{App: a, Suspended: suspended[a.Name].Suspended}
 		if hist, err := s.cfg.Records.History(r.Context(), a.Name, 1); err == nil && len(hist) > 0 {
 			rw.Last = &hist[0]
 		}

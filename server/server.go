@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
@@ -56,11 +57,25 @@ type AppInfo struct {
 	DependsOn []string `json:"dependsOn,omitempty"`
 }
 
+// Suspensions is what the API and pages show of suspended apps, as every replica sees them.
+type Suspensions interface {
+	Get(ctx context.Context, app string) (queue.Suspension, error)
+	// List returns the stored suspension of every app that has one, by app.
+	List(ctx context.Context) (map[string]queue.Suspension, error)
+}
+
 // Config wires the server's parts; main builds it.
 type Config struct {
-	Hooks   http.Handler // POST /hooks/{repo}
+	Hooks http.Handler // POST /hooks/{repo}
+	// Auth guards the write API (sync, suspend, resume): it serves the handler behind it only
+	// to authenticated requests. Nil refuses every write request with 401.
+	Auth    func(http.Handler) http.Handler
 	Resync  http.Handler // POST /api/v1/apps/{app}/sync
-	Records Records
+	Suspend http.Handler // POST /api/v1/apps/{app}/suspend
+	Resume  http.Handler // POST /api/v1/apps/{app}/resume
+	// Suspensions shows which apps are suspended; nil shows none.
+	Suspensions Suspensions
+	Records     Records
 	// Watch follows records as they change, for live updates; nil serves none.
 	Watch Watcher
 	Apps  []AppInfo
@@ -119,15 +134,30 @@ func (s *Server) Routes() http.Handler {
 		r.Get("/syncs/{id}", s.getSync)
 		r.Get("/syncs/{id}/events", s.syncEvents)
 		r.Get("/events", s.allSyncEvents)
-		if s.cfg.Resync != nil {
-			r.Method(http.MethodPost, "/apps/{app}/sync", s.cfg.Resync)
-		}
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireAuth)
+			for path, h := range map[string]http.Handler{"sync": s.cfg.Resync, "suspend": s.cfg.Suspend, "resume": s.cfg.Resume} {
+				if h != nil {
+					r.Method(http.MethodPost, "/apps/{app}/"+path, h)
+				}
+			}
+		})
 	})
 	r.Get("/static/ferry.css", serveStylesheet)
 	r.Get("/", s.indexPage)
 	r.Get("/syncs/{id}", s.syncPage)
 	r.Get("/syncs/{id}/diff", s.fullDiff)
 	return r
+}
+
+// requireAuth is Config.Auth, or a refusal of everything when there is none.
+func (s *Server) requireAuth(next http.Handler) http.Handler {
+	if s.cfg.Auth != nil {
+		return s.cfg.Auth(next)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusUnauthorized, "no authentication is configured: the write API is closed")
+	})
 }
 
 // Serve accepts connections on l until Shutdown.
@@ -149,16 +179,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // logRequests writes one debug line per request, with a request id (the client's X-Request-Id
-// or a new one) and the client's address as proxies report it. Without debug logging it adds
-// nothing to a request: no id, no wrapped writer, no copy of the request.
+// or a new one), the client's address as proxies report it and the peer's own. It never
+// rewrites the request's RemoteAddr: authentication trusts a proxy by that address alone, and
+// forwarding headers are anyone's to write. Without debug logging it adds nothing to a request:
+// no id, no wrapped writer, no copy of the request.
 func (s *Server) logRequests(next http.Handler) http.Handler {
-	logged := middleware.RequestID(middleware.RealIP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	logged := middleware.RequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
 		next.ServeHTTP(ww, r)
 		s.cfg.Logger.Debug("http", "method", r.Method, "path", r.URL.Path, "status", ww.Status(), "took", time.Since(start),
-			"req", middleware.GetReqID(r.Context()), "remote", r.RemoteAddr)
-	})))
+			"req", middleware.GetReqID(r.Context()), "remote", clientAddr(r), "peer", r.RemoteAddr)
+	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.cfg.Logger.Enabled(r.Context(), slog.LevelDebug) {
 			next.ServeHTTP(w, r)
@@ -167,6 +199,24 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		logged.ServeHTTP(w, r)
 	})
 }
+
+// clientAddr is, for logs only, the client's address as a proxy reports it (True-Client-IP,
+// X-Real-IP, or X-Forwarded-For's first entry, bounded), or else the peer's.
+func clientAddr(r *http.Request) string {
+	for _, h := range []string{"True-Client-IP", "X-Real-IP", "X-Forwarded-For"} {
+		if v := r.Header.Get(h); v != "" {
+			first, _, _ := strings.Cut(v, ",")
+			if first = strings.TrimSpace(first); len(first) > maxLoggedAddr {
+				first = first[:maxLoggedAddr] + "…"
+			}
+			return first
+		}
+	}
+	return r.RemoteAddr
+}
+
+// maxLoggedAddr bounds a forwarded address written to the log (it is anyone's to write).
+const maxLoggedAddr = 64
 
 // pagePolicy is the Content-Security-Policy of every response. The pages are rendered on the
 // server with no script, no inline style and no frame: they load one stylesheet from ferry and

@@ -26,6 +26,9 @@ const (
 
 // deploy applies one app at one commit and reports on it.
 func (r *run) deploy(ctx context.Context) error {
+	if done, err := r.suspended(ctx); done || err != nil {
+		return err
+	}
 	if done, err := r.supersede(ctx); done || err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ type Metrics struct {
 	syncs        *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	statusErrors prometheus.Counter
+	suspended    *prometheus.GaugeVec
 }
 
 // NewMetrics registers the syncer's series on reg.
@@ -25,8 +26,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		statusErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_status_post_errors_total", Help: "Commit statuses that could not be posted after retries.",
 		}),
+		suspended: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_app_suspended", Help: "1 while the app is suspended (pushes, polls, self-heal and start-up do not sync it), 0 otherwise.",
+		}, []string{"app"}),
 	}
-	reg.MustRegister(m.syncs, m.duration, m.statusErrors)
+	reg.MustRegister(m.syncs, m.duration, m.statusErrors, m.suspended)
 	return m
 }
 
@@ -35,4 +39,12 @@ func (m *Metrics) finished(job queue.Job, state queue.State, seconds float64) {
 	if seconds > 0 {
 		m.duration.WithLabelValues(job.App, string(job.Kind)).Observe(seconds)
 	}
+}
+
+func (m *Metrics) setSuspended(app string, on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.suspended.WithLabelValues(app).Set(v)
 }

@@ -137,7 +137,7 @@ func (p *Poller) Poll(ctx context.Context, repo string) error {
 	interval := p.interval(repo)
 	var heal []queue.Job
 	for _, app := range p.s.appsOf(repo) {
-		if !p.opts.SelfHeal[app.Name] {
+		if !p.opts.SelfHeal[app.Name] || p.skipSuspended(ctx, app) {
 			continue
 		}
 		st, ok, err := p.s.store.AppState(ctx, app.Name)
@@ -165,7 +165,7 @@ func (p *Poller) queueApps(ctx context.Context, repo string, trigger queue.Trigg
 	}
 	var jobs []queue.Job
 	for _, app := range p.s.appsOf(repo) {
-		if !want(app, head) {
+		if !want(app, head) || p.skipSuspended(ctx, app) {
 			continue
 		}
 		delivery := string(trigger) + "-" + head

@@ -112,6 +112,8 @@ type Parts struct {
 	Store   Store
 	Backlog Backlog
 	Metrics *Metrics
+	// Suspensions says which apps are suspended; nil: none ever is.
+	Suspensions Suspensions
 }
 
 // Syncer runs jobs. It is the queue's handler, and it is told of every stored job (Stored).
@@ -127,6 +129,8 @@ type Syncer struct {
 	opts    Options
 	metrics *Metrics
 	notes   chan []queue.Job
+	// suspensions is nil when apps cannot be suspended (tests).
+	suspensions Suspensions
 
 	// learned is each app's inputs outside its path as this process last recorded them.
 	learnedMu sync.Mutex
@@ -137,7 +141,8 @@ type Syncer struct {
 // known repository and known dependencies. It trusts that input and checks nothing again.
 func New(repos []Repo, apps []App, p Parts, opts Options) *Syncer {
 	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: p.Fetch, apply: p.Apply, cluster: p.Cluster, charts: p.Charts,
-		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{}}
+		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{},
+		suspensions: p.Suspensions}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.Default()
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
@@ -63,10 +65,47 @@ type Config struct {
 	// syncer/render's defaults.
 	RenderLimits RenderLimits `json:"renderLimits,omitempty"`
 	// InventoryNamespace holds the apps' inventories in the cluster (default ferry-system).
-	InventoryNamespace string      `json:"inventoryNamespace,omitempty"`
-	Repos              []RepoConf  `json:"repos"`
-	Apps               []AppConf   `json:"apps"`
-	APITokens          []SecretRef `json:"apiTokens,omitempty"`
+	InventoryNamespace string     `json:"inventoryNamespace,omitempty"`
+	Repos              []RepoConf `json:"repos"`
+	Apps               []AppConf  `json:"apps"`
+	// APITokens authenticate the write API (manual sync, suspend, resume).
+	APITokens []APIToken `json:"apiTokens,omitempty"`
+	// AuthProxy trusts an authenticating proxy's user header as well (see AuthProxyConf).
+	AuthProxy *AuthProxyConf `json:"authProxy,omitempty"`
+}
+
+// APIToken is a bearer token of the write API, by reference like every secret, and the name
+// that logs and suspensions know its holder by (by default the variable's name, or the file's).
+type APIToken struct {
+	Name string `json:"name,omitempty"`
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
+}
+
+// maxTokenName bounds an API token's name, shown on suspensions as who made them.
+const maxTokenName = 63
+
+func (t APIToken) ref() *SecretRef { return &SecretRef{Env: t.Env, File: t.File} }
+
+// name is the token's configured name, or the variable or file it is read from.
+func (t APIToken) name() string {
+	switch {
+	case t.Name != "":
+		return t.Name
+	case t.Env != "":
+		return t.Env
+	}
+	return path.Base(t.File)
+}
+
+// AuthProxyConf trusts an authenticating proxy in front of ferry (oauth2-proxy, an ingress with
+// single sign-on): a request whose connection comes from one of TrustedProxies and carries
+// UserHeader is made by that user. From any other address the header is ignored.
+type AuthProxyConf struct {
+	UserHeader     string   `json:"userHeader"`
+	TrustedProxies []string `json:"trustedProxies"`
+	// trusted are TrustedProxies parsed, by validate.
+	trusted []netip.Prefix
 }
 
 // RepoConf is one Git repository and the forge it lives on.
@@ -214,8 +253,8 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 		errs = append(errs, err)
 	}
 	sec.Keys, sec.ChartAuth = keys, auth
-	for i, ref := range c.APITokens {
-		v, err := ref.resolve(getenv)
+	for i, tok := range c.APITokens {
+		v, err := tok.ref().resolve(getenv)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("apiTokens[%d]: %w", i, err))
 		}
@@ -333,6 +372,7 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	c.validateAuth(bad)
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {
 			bad("apps: dependsOn has a cycle: %s", strings.Join(cycle, " → "))
@@ -441,4 +481,59 @@ func newForge(hc *http.Client, r RepoConf, token string) (status.Reporter, error
 		return status.NewGitea(hc, api, token, owner, name)
 	}
 	return nil, fmt.Errorf("provider %q: ferry posts no commit statuses there", r.Provider)
+}
+
+// validateAuth checks the API tokens' names and the authenticating proxy, and parses the
+// proxy's addresses.
+func (c *Config) validateAuth(bad func(string, ...any)) {
+	names := map[string]bool{}
+	for i, t := range c.APITokens {
+		n := t.name()
+		if len(n) > maxTokenName || strings.IndexFunc(n, unicode.IsControl) >= 0 {
+			bad("apiTokens[%d]: name must be at most %d characters, without control characters", i, maxTokenName)
+		} else if names[n] {
+			bad("apiTokens[%d]: name %q is used twice; give each token a name of its own", i, n)
+		}
+		names[n] = true
+	}
+	p := c.AuthProxy
+	if p == nil {
+		return
+	}
+	if !validHeaderName(p.UserHeader) {
+		bad("authProxy: userHeader %q is not a header name (e.g. X-Forwarded-User)", p.UserHeader)
+	}
+	if len(p.TrustedProxies) == 0 {
+		bad("authProxy: trustedProxies is required: the addresses of the proxies whose userHeader is believed")
+	}
+	p.trusted = nil
+	for _, s := range p.TrustedProxies {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				bad("authProxy: trustedProxies: %q is neither an address nor a CIDR range", s)
+				continue
+			}
+			pfx = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		if pfx.Bits() == 0 {
+			bad("authProxy: trustedProxies: %q would let any client name its own user", s)
+			continue
+		}
+		p.trusted = append(p.trusted, pfx.Masked())
+	}
+}
+
+// validHeaderName accepts an HTTP header name (RFC 9110 token characters).
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)) {
+			return false
+		}
+	}
+	return true
 }

@@ -159,6 +159,13 @@ func TestParseConfigRefuses(t *testing.T) {
 		{"three-app cycle", strings.Replace(strings.Replace(base, "prune: true", "prune: true\n    dependsOn: [web]", 1), "apiTokens:", "  - {name: web, repo: platform, path: apps/web, dependsOn: [api]}\napiTokens:", 1), goodEnv, []string{"cycle", "database → web → api → database"}},
 		{"bad duration", strings.Replace(base, "timeout: 90s", "timeout: 90", 1), goodEnv, []string{"duration"}},
 		{"negative duration", strings.Replace(base, "timeout: 90s", "timeout: -1s", 1), goodEnv, []string{"negative"}},
+		{"token names twice", strings.Replace(base, "apiTokens: [{env: API_TOKEN}]", "apiTokens: [{env: API_TOKEN, name: ci}, {env: API_TOKEN, name: ci}]", 1), goodEnv, []string{"apiTokens[1]", `name "ci" is used twice`}},
+		{"unknown token key", strings.Replace(base, "apiTokens: [{env: API_TOKEN}]", "apiTokens: [{env: API_TOKEN, nmae: ci}]", 1), goodEnv, []string{`unknown key "nmae"`}},
+		{"proxy without addresses", strings.Replace(base, "repos:", "authProxy: {userHeader: X-Forwarded-User}\nrepos:", 1), goodEnv, []string{"authProxy: trustedProxies is required"}},
+		{"proxy header not a header", strings.Replace(base, "repos:", "authProxy: {userHeader: \"X Forwarded User\", trustedProxies: [10.0.0.1]}\nrepos:", 1), goodEnv, []string{"authProxy: userHeader", "not a header name"}},
+		{"proxy address not an address", strings.Replace(base, "repos:", "authProxy: {userHeader: X-Forwarded-User, trustedProxies: [proxy.internal]}\nrepos:", 1), goodEnv, []string{`"proxy.internal" is neither an address nor a CIDR range`}},
+		{"proxy trusts everyone", strings.Replace(base, "repos:", "authProxy: {userHeader: X-Forwarded-User, trustedProxies: [10.0.0.0/8, 0.0.0.0/0]}\nrepos:", 1), goodEnv, []string{`"0.0.0.0/0" would let any client name its own user`}},
+		{"unknown proxy key", strings.Replace(base, "repos:", "authProxy: {userHeader: X-Forwarded-User, trustedProxy: [10.0.0.1]}\nrepos:", 1), goodEnv, []string{`unknown key "trustedProxy"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

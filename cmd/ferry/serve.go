@@ -65,6 +65,10 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
+	suspensions, err := queue.NewSuspensions(setupCtx, q.JetStream(), o.NATSReplicas, nil)
+	if err != nil {
+		return err
+	}
 
 	kube, err := kubeConfig(o.Kubeconfig)
 	if err != nil {
@@ -92,12 +96,15 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	sopts.Render.Limits = cfg.RenderLimits.render()
 	chartCache := charts.NewFetcher(filepath.Join(o.DataDir, "charts"), &http.Client{Timeout: chartTimeout})
 	s := syncer.New(repos, syncerApps(cfg, sec), syncer.Parts{Fetch: cache, Apply: engine, Cluster: engine, Charts: chartCache,
-		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg)}, sopts)
+		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg), Suspensions: suspensions}, sopts)
 	enq := &enqueuer{q: q, notify: s}
 	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
-	resync, err := handlers.NewResync(resyncApps(cfg), sec.APITokens, cache, enq, handlers.ResyncOptions{
-		Logger: log.With("part", "api"), NewID: queue.NewID, URL: s.SyncURL, Repos: sourceRepos(repos),
-	})
+	apiOpts := handlers.ResyncOptions{Logger: log.With("part", "api"), NewID: queue.NewID, URL: s.SyncURL, Repos: sourceRepos(repos)}
+	resync, err := handlers.NewResync(resyncApps(cfg), cache, enq, suspensions, apiOpts)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	suspender, err := handlers.NewSuspender(resyncApps(cfg), suspensions, cache, enq, apiOpts)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -106,7 +113,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	srv := server.New(server.Config{
-		Hooks: hooks, Resync: resync, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
+		Hooks: hooks, Auth: apiAuth(cfg, sec).Require, Resync: resync, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
+		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
@@ -132,6 +140,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	defer stopWork()
 	wg.Go(func() { s.RunNotifier(work) })
 	wg.Go(func() { watchInputs(work, records, hooks, log.With("part", "hooks")) })
+	wg.Go(func() { s.TrackSuspensions(work) })
 	// Syncs come in bursts (a push to a monorepo, start-up recovery) with long quiet spells
 	// between them; once a burst is over, the heap it left behind goes back to the OS rather
 	// than waiting for the runtime's next forced collection.

@@ -102,6 +102,20 @@ func resyncApps(cfg *Config) []handlers.ResyncApp {
 	return out
 }
 
+// apiAuth authenticates the write API: the API tokens by name, and the authenticating proxy's
+// users when one is configured.
+func apiAuth(cfg *Config, sec *Secrets) *handlers.Auth {
+	var tokens []handlers.Token
+	for i, t := range cfg.APITokens {
+		tokens = append(tokens, handlers.Token{Name: t.name(), Value: sec.APITokens[i]})
+	}
+	var proxy *handlers.ProxyAuth
+	if p := cfg.AuthProxy; p != nil {
+		proxy = &handlers.ProxyAuth{UserHeader: p.UserHeader, Trusted: p.trusted}
+	}
+	return handlers.NewAuth(tokens, proxy)
+}
+
 func appInfos(cfg *Config) []server.AppInfo {
 	branch := repoBranches(cfg)
 	var out []server.AppInfo
