@@ -207,7 +207,7 @@ func (g *GitHub) accessTokens(w http.ResponseWriter, r *http.Request) {
 	g.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"token": tok, "expires_at": expires.Format(time.RFC3339),
-		"permissions": map[string]string{"contents": "read", "statuses": "write", "checks": "write", "metadata": "read"},
+		"permissions":          map[string]string{"contents": "read", "statuses": "write", "checks": "write", "metadata": "read"},
 		"repository_selection": "selected",
 	})
 }
