@@ -71,7 +71,7 @@ func TestGitHubAppConfig(t *testing.T) {
 		{"no key", "github", "    githubApp: {appID: 123}", "repo platform: githubApp.privateKey is required"},
 		{"key env unset", "github", "    githubApp: {appID: 123, privateKey: {env: NOPE}}", "repo platform: githubApp.privateKey: environment variable NOPE"},
 		{"bad key", "github", "    githubApp: {appID: 123, privateKey: {file: " + bad + "}}", "repo platform: githubApp: privateKey: PKCS#1 RSA private key is malformed"},
-		{"unknown field", "github", "    githubApp: {appID: 123, key: {env: APP_KEY}}", "key"},
+		{"unknown field", "github", "    githubApp: {appID: 123, key: {env: APP_KEY}}", `repo platform.githubApp: unknown key "key"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, sec, err := ParseConfig(appDoc(tt.provider, "https://ghe.acme.example/api/v3/", tt.auth), getenv)
