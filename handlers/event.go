@@ -30,6 +30,9 @@ type Event struct {
 	DeliveryID string
 	// Ignored says why an EventIgnored delivery needs no work, for the response body.
 	Ignored string
+	// Repository is owner/name of the repository the delivery is about, as GitHub names it;
+	// routing checks it where one webhook serves several repositories (a GitHub App's).
+	Repository string
 
 	// Push: the full ref (refs/heads/main), the heads before and after, whether the ref was deleted.
 	Ref     string
@@ -55,8 +58,6 @@ type Event struct {
 type Rerun struct {
 	// AppID is the App that owns the check run or suite; only ferry's own are acted on.
 	AppID int64
-	// Repository is owner/name of the repository the check is in.
-	Repository string
 	// Check is the check run's name, ferry/<app> or ferry/<app>/preview; empty for a suite.
 	Check string
 	// HeadSHA is the commit the check ran on.

@@ -141,6 +141,10 @@ type githubPushPayload struct {
 	Deleted bool          `json:"deleted"`
 	Forced  bool          `json:"forced"`
 	Commits []*pushCommit `json:"commits"`
+	// Repository is read for its full name only.
+	Repository struct {
+		FullName string `json:"full_name"`
+	} `json:"repository"`
 }
 
 // pushCommit is the part of a pushed commit ferry reads, GitHub's and Gitea's alike: the
@@ -163,6 +167,7 @@ func githubPush(id string, e *githubPushPayload) (Event, error) {
 		Before:     e.Before,
 		After:      after,
 		Deleted:    e.Deleted || (e.After != nil && isZeroSHA(after)),
+		Repository: e.Repository.FullName,
 	}
 	if ev.Ref == "" || (ev.After == "" && !ev.Deleted) {
 		return Event{}, fmt.Errorf("github push without ref or after: %w", ErrPayload)
@@ -201,6 +206,7 @@ func githubPullRequest(id string, e *github.PullRequestEvent) (Event, error) {
 	return Event{
 		Kind:       EventPullRequest,
 		DeliveryID: id,
+		Repository: e.GetRepo().GetFullName(),
 		PR: &PullRequest{
 			Number:     n,
 			Action:     action,
@@ -261,7 +267,7 @@ func githubRerun(id, name string, p *githubCheckPayload) (Event, error) {
 	if c == nil || !shaPattern.MatchString(c.HeadSHA) || (name == "check_run" && c.Name == "") {
 		return Event{}, fmt.Errorf("github %s without %s, a full head_sha or a name: %w", name, name, ErrPayload)
 	}
-	r := &Rerun{AppID: c.App.ID, Repository: p.Repository.FullName, HeadSHA: c.HeadSHA}
+	r := &Rerun{AppID: c.App.ID, HeadSHA: c.HeadSHA}
 	suite := c
 	if name == "check_run" {
 		r.Check = c.Name
@@ -283,5 +289,5 @@ func githubRerun(id, name string, p *githubCheckPayload) (Event, error) {
 			BaseBranch: pr.Base.Ref, BaseSHA: pr.Base.SHA,
 		})
 	}
-	return Event{Kind: EventRerun, DeliveryID: id, Rerun: r}, nil
+	return Event{Kind: EventRerun, DeliveryID: id, Repository: p.Repository.FullName, Rerun: r}, nil
 }

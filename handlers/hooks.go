@@ -328,6 +328,10 @@ type jobView struct {
 // route turns an event into jobs, or into the reason it needs none. It also names the
 // dependents of selected apps that live in other repositories and so get no job here.
 func (h *Hooks) route(repo hookRepo, ev Event) (jobs []queue.Job, ignored string, elsewhere []string) {
+	repo, ignored = h.deliveryRepo(repo, ev.Repository)
+	if ignored != "" && ev.Kind != EventPing && ev.Kind != EventIgnored {
+		return nil, ignored, nil
+	}
 	switch ev.Kind {
 	case EventPing:
 		return nil, "", nil

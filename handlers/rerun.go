@@ -31,18 +31,14 @@ func (h *Hooks) routeRerun(repo hookRepo, ev Event) ([]queue.Job, string) {
 	if rr == nil {
 		return nil, "re-run event without a check"
 	}
-	target, ignored := h.rerunRepo(repo, rr)
-	if ignored != "" {
-		return nil, ignored
+	if repo.GitHubApp == 0 {
+		return nil, fmt.Sprintf("repo %s reports commit statuses, not check runs: the check is not ferry's", repo.Name)
 	}
-	if target.GitHubApp == 0 {
-		return nil, fmt.Sprintf("repo %s reports commit statuses, not check runs: the check is not ferry's", target.Name)
-	}
-	if rr.AppID != target.GitHubApp {
-		return nil, fmt.Sprintf("the check belongs to GitHub App %d, not ferry's App %d", rr.AppID, target.GitHubApp)
+	if rr.AppID != repo.GitHubApp {
+		return nil, fmt.Sprintf("the check belongs to GitHub App %d, not ferry's App %d", rr.AppID, repo.GitHubApp)
 	}
 	if rr.Check == "" {
-		return h.rerunSuite(target, ev)
+		return h.rerunSuite(repo, ev)
 	}
 	name, ok := strings.CutPrefix(rr.Check, checkPrefix)
 	if !ok {
@@ -50,40 +46,21 @@ func (h *Hooks) routeRerun(repo hookRepo, ev Event) ([]queue.Job, string) {
 	}
 	app, preview := strings.CutSuffix(name, previewCheckSuffix)
 	n, ok := h.graph.byName[app]
-	if !ok || n.repo != target.Name {
-		return nil, fmt.Sprintf("check run %q names no app of repo %s", truncateName(rr.Check), target.Name)
+	if !ok || n.repo != repo.Name {
+		return nil, fmt.Sprintf("check run %q names no app of repo %s", truncateName(rr.Check), repo.Name)
 	}
 	if preview {
-		pr, ignored := rerunPR(target, rr)
+		pr, ignored := rerunPR(repo, rr)
 		if ignored != "" {
 			return nil, ignored
 		}
-		return []queue.Job{h.rerunPreview(target, ev, n, pr)}, ""
+		return []queue.Job{h.rerunPreview(repo, ev, n, pr)}, ""
 	}
-	ref, ignored := rerunRef(target, rr)
+	ref, ignored := rerunRef(repo, rr)
 	if ignored != "" {
 		return nil, ignored
 	}
-	return []queue.Job{h.rerunDeploy(target, ev, n, ref)}, ""
-}
-
-// rerunRepo is the repository a check delivery is about. An App has one webhook for every
-// repository it is installed on, so a delivery that reached one repository's hook may be about
-// another; it is routed there when that repository authenticates as the same App (the
-// delivery is signed with the App's secret, and the App is installed there).
-func (h *Hooks) rerunRepo(repo hookRepo, rr *Rerun) (hookRepo, string) {
-	if rr.Repository == "" || repo.FullName == "" || strings.EqualFold(rr.Repository, repo.FullName) {
-		return repo, ""
-	}
-	if repo.GitHubApp != 0 {
-		for _, other := range h.repos {
-			if other.GitHubApp == repo.GitHubApp && other.Provider == repo.Provider && strings.EqualFold(other.FullName, rr.Repository) {
-				return other, ""
-			}
-		}
-	}
-	return hookRepo{}, fmt.Sprintf("the check is in %s, which is not repo %s (%s) nor another repository of ferry's with the same GitHub App",
-		truncateName(rr.Repository), repo.Name, repo.FullName)
+	return []queue.Job{h.rerunDeploy(repo, ev, n, ref)}, ""
 }
 
 // rerunRef is the branch ref a deploy Re-run fetches its commit through: the repository's

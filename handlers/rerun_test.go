@@ -117,7 +117,7 @@ func TestRerun(t *testing.T) {
 		{name: "requested action", event: "check_run", body: action(run, "requested_action"), status: http.StatusOK, reason: `action "requested_action"`},
 		{name: "suite requested", event: "check_suite", body: action(suite, "requested"), status: http.StatusOK, reason: `action "requested"`},
 		{name: "repository with a token", repo: "legacy", event: "check_run", body: named("ferry/old"), status: http.StatusOK, reason: "reports commit statuses, not check runs"},
-		{name: "repository ferry does not know", event: "check_run", body: inRepo(run, "acme/unknown"), status: http.StatusOK, reason: "is in acme/unknown"},
+		{name: "repository ferry does not know", event: "check_run", body: inRepo(run, "acme/unknown"), status: http.StatusOK, reason: "about acme/unknown, which is neither repo platform"},
 		{name: "preview of a fork's pull request", event: "check_run", status: http.StatusOK, reason: "lists no pull request",
 			body: edit(preview, "check_run", func(c map[string]any) { c["pull_requests"] = []any{} })},
 		{name: "preview aimed at another branch", event: "check_run", status: http.StatusOK, reason: "no pull request of the check targets main",
@@ -172,5 +172,57 @@ func TestRerunVerifiedFirst(t *testing.T) {
 	}
 	if len(hh.queue.calls) != 0 {
 		t.Errorf("jobs stored for an unverified delivery: %v", hh.queue.calls)
+	}
+}
+
+// TestAppWebhookRoutesByRepository: a GitHub App's one webhook carries every installed
+// repository's pushes; each goes to the repository of ferry's it is about when that repository
+// uses the same App, and is ignored otherwise, never deployed as the receiving repository's.
+func TestAppWebhookRoutesByRepository(t *testing.T) {
+	push := readTestdata(t, "github/push.json")
+	about := func(full string) []byte {
+		return patchJSON(t, push, func(m map[string]any) {
+			m["repository"].(map[string]any)["full_name"] = full
+			m["commits"] = []any{map[string]any{"added": []any{"runners/pool.yaml"}, "removed": []any{}, "modified": []any{}}}
+		})
+	}
+	const after = "9e2d5a8c4b7f61e0d3c2b1a09f8e7d6c5b4a3928"
+	for _, tt := range []struct {
+		name, repo, full string
+		status           int
+		jobs             []queue.Job
+	}{
+		{"same App, other repository", "platform", "acme/tools", http.StatusAccepted, []queue.Job{{
+			ID: "job-1", Kind: queue.KindDeploy, Trigger: queue.TriggerPush, Repo: "tools", App: "runners", Ref: "refs/heads/main",
+			SHA: after, Before: "3c4e9f2a1b0d8e7f6a5b4c3d2e1f0a9b8c7d6e5f", DeliveryID: rerunDelivery, EnqueuedAt: testNow,
+		}}},
+		{"repository case differs", "tools", "Acme/Tools", http.StatusAccepted, []queue.Job{{
+			ID: "job-1", Kind: queue.KindDeploy, Trigger: queue.TriggerPush, Repo: "tools", App: "runners", Ref: "refs/heads/main",
+			SHA: after, Before: "3c4e9f2a1b0d8e7f6a5b4c3d2e1f0a9b8c7d6e5f", DeliveryID: rerunDelivery, EnqueuedAt: testNow,
+		}}},
+		{"repository ferry does not know", "platform", "acme/secret-project", http.StatusOK, nil},
+		{"token repository takes its own webhook's deliveries", "legacy", "acme/renamed", http.StatusOK, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hh := newHarness(t, rerunRepos())
+			body := about(tt.full)
+			rec := hh.post(t, tt.repo, githubHeaders("push", rerunDelivery, githubSecret, body), body)
+			if rec.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
+			}
+			var got []queue.Job
+			for _, c := range hh.queue.calls {
+				got = append(got, c...)
+			}
+			if diff := cmp.Diff(tt.jobs, got); diff != "" {
+				t.Errorf("jobs (-want +got):\n%s", diff)
+			}
+			if tt.status == http.StatusOK && tt.repo == "platform" && !strings.Contains(rec.Body.String(), "neither repo platform") {
+				t.Errorf("ignored without the reason: %s", rec.Body)
+			}
+			if tt.repo == "legacy" && !strings.Contains(rec.Body.String(), "no app") {
+				t.Errorf("legacy should route the push to its own apps (none touched): %s", rec.Body)
+			}
+		})
 	}
 }
