@@ -262,3 +262,43 @@ func TestTransportRetriesAfter401(t *testing.T) {
 		t.Errorf("minted %d tokens in all, want 3 (one retry)", n)
 	}
 }
+
+// onlyOnce is a request body that cannot be produced again (no GetBody).
+type onlyOnce struct{ *strings.Reader }
+
+// TestTransportUnreplayableBody: a request whose body cannot be sent again gets GitHub's 401,
+// but the next request already carries a new token.
+func TestTransportUnreplayableBody(t *testing.T) {
+	key := ghapptest.NewKey(t)
+	c := &clock{t: time.Now()}
+	gh := ghapptest.New(t, appID, key, installation, owner, name, c.Now)
+	a := newApp(t, gh, ghapp.Config{AppID: appID, InstallationID: installation, PrivateKey: key.PKCS1()}, c.Now)
+	hc := a.Client(10 * time.Second)
+	if _, err := a.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	gh.Expire()
+	post := func() int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, gh.URL()+"repos/acme/platform/statuses/"+strings.Repeat("b", 40),
+			onlyOnce{strings.NewReader(`{"state":"pending","context":"ferry/api"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(); code != http.StatusUnauthorized {
+		t.Fatalf("unreplayable request: http %d, want GitHub's 401", code)
+	}
+	if code := post(); code != http.StatusCreated {
+		t.Fatalf("next request: http %d, want 201 with a new token (%v)", code, gh.Refusals())
+	}
+	if n := len(gh.Minted()); n != 2 {
+		t.Errorf("minted %d tokens, want 2", n)
+	}
+}

@@ -36,11 +36,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
-	replay := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	if !replay {
+	// The next request gets a new token whether or not this one can be sent again.
+	t.app.Refused(tok)
+	if replay := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil; !replay {
 		return resp, nil
 	}
-	t.app.Refused(tok)
 	fresh, err := t.app.Token(req.Context())
 	if err != nil || fresh == tok {
 		// No other token to try: GitHub's 401 is the answer.
