@@ -17,6 +17,8 @@ const (
 	EventPush EventKind = "push"
 	// EventPullRequest is a pull/merge request whose head has new commits: a preview.
 	EventPullRequest EventKind = "pull_request"
+	// EventRerun is someone pressing Re-run on one of ferry's check runs, or on its check suite.
+	EventRerun EventKind = "rerun"
 	// EventIgnored is a delivery ferry acknowledges and does nothing with (Event.Ignored says why).
 	EventIgnored EventKind = "ignored"
 )
@@ -28,6 +30,9 @@ type Event struct {
 	DeliveryID string
 	// Ignored says why an EventIgnored delivery needs no work, for the response body.
 	Ignored string
+	// Repository is owner/name of the repository the delivery is about, as GitHub names it;
+	// routing checks it where one webhook serves several repositories (a GitHub App's).
+	Repository string
 
 	// Push: the full ref (refs/heads/main), the heads before and after, whether the ref was deleted.
 	Ref     string
@@ -43,6 +48,24 @@ type Event struct {
 
 	// PR is set for EventPullRequest.
 	PR *PullRequest
+
+	// Rerun is set for EventRerun.
+	Rerun *Rerun
+}
+
+// Rerun is a request, from GitHub's Re-run button, to run again the check runs a GitHub App
+// posted on a commit: one (check_run rerequested) or all of a suite (check_suite rerequested).
+type Rerun struct {
+	// AppID is the App that owns the check run or suite; only ferry's own are acted on.
+	AppID int64
+	// Check is the check run's name, ferry/<app> or ferry/<app>/preview; empty for a suite.
+	Check string
+	// HeadSHA is the commit the check ran on.
+	HeadSHA string
+	// HeadBranch is the branch the check suite was created for, when GitHub knows it.
+	HeadBranch string
+	// PRs are the pull requests whose head is HeadSHA, as GitHub lists them (never a fork's).
+	PRs []PullRequest
 }
 
 // PullRequest is a pull/merge request whose head ferry previews.

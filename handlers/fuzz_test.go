@@ -154,6 +154,15 @@ func checkParsed(t *testing.T, ev Event, err error) {
 		if ev.PR == nil || ev.PR.Number <= 0 || ev.PR.HeadSHA == "" || ev.PR.HeadRef == "" || ev.PR.BaseBranch == "" {
 			t.Fatalf("incomplete pull request: %+v", ev.PR)
 		}
+	case EventRerun:
+		if ev.Rerun == nil || ev.Rerun.HeadSHA == "" {
+			t.Fatalf("re-run without a commit: %+v", ev.Rerun)
+		}
+		for _, pr := range ev.Rerun.PRs {
+			if pr.Number <= 0 || pr.HeadRef == "" {
+				t.Fatalf("re-run lists an incomplete pull request: %+v", pr)
+			}
+		}
 	default:
 		t.Fatalf("unknown kind %q", ev.Kind)
 	}
@@ -168,6 +177,10 @@ func FuzzParseGitHub(f *testing.F) {
 	f.Add("ping", "application/json", readTestdata(f, "github/ping.json"))
 	f.Add("pull_request", "application/json; charset=utf-8", readTestdata(f, "github/pull_request.json"))
 	f.Add("pull_request", "", []byte(`{"action":"opened","number":1,"pull_request":{"head":{"sha":"a"},"base":{"ref":"main"}}}`))
+	f.Add("check_run", "application/json", readTestdata(f, "github/check_run_rerequested.json"))
+	f.Add("check_run", "application/json", readTestdata(f, "github/check_run_rerequested_preview.json"))
+	f.Add("check_suite", "application/json", readTestdata(f, "github/check_suite_rerequested.json"))
+	f.Add("check_run", "", []byte(`{"action":"rerequested","check_run":{"name":"ferry/a","head_sha":"`+strings.Repeat("a", 40)+`","pull_requests":[{"number":0}]}}`))
 	f.Fuzz(func(t *testing.T, event, contentType string, body []byte) {
 		h := http.Header{}
 		h.Set("X-GitHub-Event", event)

@@ -55,7 +55,8 @@ func githubSignature(h http.Header) (string, error) {
 	return strings.TrimPrefix(sig, githubSignaturePrefix), nil
 }
 
-// parse reads ping, push and pull_request deliveries; every other event is acknowledged and ignored.
+// parse reads ping, push, pull_request, check_run and check_suite deliveries; every other event
+// is acknowledged and ignored.
 func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 	id, err := deliveryID(h, githubDeliveryHeader)
 	if err != nil {
@@ -65,7 +66,7 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 	switch name {
 	case "":
 		return Event{}, fmt.Errorf("missing %s header: %w", githubEventHeader, ErrPayload)
-	case "ping", "push", "pull_request":
+	case "ping", "push", "pull_request", "check_run", "check_suite":
 	default:
 		return Event{Kind: EventIgnored, DeliveryID: id, Ignored: fmt.Sprintf("github event %q is not acted on", name)}, nil
 	}
@@ -81,6 +82,13 @@ func (githubProvider) parse(h http.Header, body []byte) (Event, error) {
 			return Event{}, fmt.Errorf("github push payload: %w: %w", ErrPayload, err)
 		}
 		return githubPush(id, &p)
+	}
+	if name == "check_run" || name == "check_suite" {
+		var p githubCheckPayload
+		if err := decodePayload(payload, &p); err != nil {
+			return Event{}, fmt.Errorf("github %s payload: %w: %w", name, ErrPayload, err)
+		}
+		return githubRerun(id, name, &p)
 	}
 	parsed, err := github.ParseWebHook(name, payload)
 	if err != nil {
@@ -133,6 +141,10 @@ type githubPushPayload struct {
 	Deleted bool          `json:"deleted"`
 	Forced  bool          `json:"forced"`
 	Commits []*pushCommit `json:"commits"`
+	// Repository is read for its full name only.
+	Repository struct {
+		FullName string `json:"full_name"`
+	} `json:"repository"`
 }
 
 // pushCommit is the part of a pushed commit ferry reads, GitHub's and Gitea's alike: the
@@ -155,6 +167,7 @@ func githubPush(id string, e *githubPushPayload) (Event, error) {
 		Before:     e.Before,
 		After:      after,
 		Deleted:    e.Deleted || (e.After != nil && isZeroSHA(after)),
+		Repository: e.Repository.FullName,
 	}
 	if ev.Ref == "" || (ev.After == "" && !ev.Deleted) {
 		return Event{}, fmt.Errorf("github push without ref or after: %w", ErrPayload)
@@ -193,6 +206,7 @@ func githubPullRequest(id string, e *github.PullRequestEvent) (Event, error) {
 	return Event{
 		Kind:       EventPullRequest,
 		DeliveryID: id,
+		Repository: e.GetRepo().GetFullName(),
 		PR: &PullRequest{
 			Number:     n,
 			Action:     action,
@@ -202,4 +216,78 @@ func githubPullRequest(id string, e *github.PullRequestEvent) (Event, error) {
 			BaseSHA:    base.GetSHA(),
 		},
 	}, nil
+}
+
+// githubCheckPayload is the part of GitHub's check_run and check_suite deliveries ferry reads.
+type githubCheckPayload struct {
+	Action     string       `json:"action"`
+	CheckRun   *githubCheck `json:"check_run"`
+	CheckSuite *githubCheck `json:"check_suite"`
+	Repository struct {
+		FullName string `json:"full_name"`
+	} `json:"repository"`
+}
+
+// githubCheck is a check run or a check suite: a run has a name and its suite, a suite a head
+// branch.
+type githubCheck struct {
+	Name       string  `json:"name"`
+	HeadSHA    string  `json:"head_sha"`
+	HeadBranch *string `json:"head_branch"`
+	App        struct {
+		ID int64 `json:"id"`
+	} `json:"app"`
+	CheckSuite   *githubCheck        `json:"check_suite"`
+	PullRequests []githubCheckPRLink `json:"pull_requests"`
+}
+
+// githubCheckPRLink is a pull request as check payloads list it: number, head and base only.
+type githubCheckPRLink struct {
+	Number int            `json:"number"`
+	Head   githubCheckRef `json:"head"`
+	Base   githubCheckRef `json:"base"`
+}
+
+type githubCheckRef struct {
+	Ref string `json:"ref"`
+	SHA string `json:"sha"`
+}
+
+// githubRerun reads a check_run or check_suite delivery: only "rerequested", someone pressing
+// Re-run, asks something of ferry. created, completed and requested_action (check_run), and
+// requested and completed (check_suite) are ferry's own doing or GitHub's bookkeeping.
+func githubRerun(id, name string, p *githubCheckPayload) (Event, error) {
+	if p.Action != "rerequested" {
+		return Event{Kind: EventIgnored, DeliveryID: id, Ignored: fmt.Sprintf("github %s action %q is not a Re-run request", name, p.Action)}, nil
+	}
+	c := p.CheckSuite
+	if name == "check_run" {
+		c = p.CheckRun
+	}
+	if c == nil || !shaPattern.MatchString(c.HeadSHA) || (name == "check_run" && c.Name == "") {
+		return Event{}, fmt.Errorf("github %s without %s, a full head_sha or a name: %w", name, name, ErrPayload)
+	}
+	r := &Rerun{AppID: c.App.ID, HeadSHA: c.HeadSHA}
+	suite := c
+	if name == "check_run" {
+		r.Check = c.Name
+		suite = c.CheckSuite
+		if suite != nil && r.AppID == 0 {
+			r.AppID = suite.App.ID
+		}
+	}
+	if suite != nil && suite.HeadBranch != nil {
+		r.HeadBranch = *suite.HeadBranch
+	}
+	for _, pr := range c.PullRequests {
+		if pr.Number <= 0 {
+			return Event{}, fmt.Errorf("github %s lists a pull request without a number: %w", name, ErrPayload)
+		}
+		r.PRs = append(r.PRs, PullRequest{
+			Number: pr.Number, Action: "rerequested", HeadSHA: c.HeadSHA,
+			HeadRef:    "refs/pull/" + strconv.Itoa(pr.Number) + "/head",
+			BaseBranch: pr.Base.Ref, BaseSHA: pr.Base.SHA,
+		})
+	}
+	return Event{Kind: EventRerun, DeliveryID: id, Repository: p.Repository.FullName, Rerun: r}, nil
 }

@@ -36,6 +36,12 @@ type Repo struct {
 	Secret []byte
 	// Apps are the apps whose manifests live in this repository.
 	Apps []App
+	// GitHubApp is the id of the GitHub App the repository authenticates as, whose check runs
+	// are ferry's; 0 when it uses a token (no check runs, so Re-run requests are not ferry's).
+	GitHubApp int64
+	// FullName is owner/name on GitHub, for telling which repository an App's delivery is
+	// about: the App's one webhook serves every repository it is installed on.
+	FullName string
 }
 
 // App is one deployable directory of a repository as routing needs it.
@@ -322,6 +328,10 @@ type jobView struct {
 // route turns an event into jobs, or into the reason it needs none. It also names the
 // dependents of selected apps that live in other repositories and so get no job here.
 func (h *Hooks) route(repo hookRepo, ev Event) (jobs []queue.Job, ignored string, elsewhere []string) {
+	repo, ignored = h.deliveryRepo(repo, ev.Repository)
+	if ignored != "" && ev.Kind != EventPing && ev.Kind != EventIgnored {
+		return nil, ignored, nil
+	}
 	switch ev.Kind {
 	case EventPing:
 		return nil, "", nil
@@ -331,6 +341,9 @@ func (h *Hooks) route(repo hookRepo, ev Event) (jobs []queue.Job, ignored string
 		return h.routePush(repo, ev)
 	case EventPullRequest:
 		jobs, ignored := h.routePullRequest(repo, ev)
+		return jobs, ignored, nil
+	case EventRerun:
+		jobs, ignored := h.routeRerun(repo, ev)
 		return jobs, ignored, nil
 	default:
 		return nil, fmt.Sprintf("event kind %q is not acted on", ev.Kind), nil

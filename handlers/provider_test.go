@@ -202,7 +202,8 @@ func TestParse(t *testing.T) {
 	ghPushEvent := Event{
 		Kind: EventPush, DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
 		Ref: "refs/heads/main", Before: "3c4e9f2a1b0d8e7f6a5b4c3d2e1f0a9b8c7d6e5f", After: "9e2d5a8c4b7f61e0d3c2b1a09f8e7d6c5b4a3928",
-		Changed: []string{"apps/database/statefulset.yaml", "docs/runbook.md"},
+		Changed:    []string{"apps/database/statefulset.yaml", "docs/runbook.md"},
+		Repository: "acme/platform",
 	}
 	ghFormEvent := ghPushEvent
 	ghFormEvent.DeliveryID = "f1"
@@ -234,10 +235,11 @@ func TestParse(t *testing.T) {
 		{name: "github forced push is truncated", p: githubProvider{}, h: githubHeaders("push", ghPushEvent.DeliveryID, githubSecret, nil), body: ghForced, want: ghTruncated},
 		{name: "github branch deleted", p: githubProvider{}, h: githubHeaders("push", "d", githubSecret, nil), body: ghDeleted, want: Event{
 			Kind: EventPush, DeliveryID: "d", Ref: "refs/heads/main", Before: ghPushEvent.Before, After: strings.Repeat("0", 40), Deleted: true,
+			Repository: "acme/platform",
 		}},
 		{name: "github ping", p: githubProvider{}, h: githubHeaders("ping", "p1", githubSecret, nil), body: readTestdata(t, "github/ping.json"), want: Event{Kind: EventPing, DeliveryID: "p1"}},
 		{name: "github pull request", p: githubProvider{}, h: githubHeaders("pull_request", "pr1", githubSecret, nil), body: ghPR, want: Event{
-			Kind: EventPullRequest, DeliveryID: "pr1", PR: &PullRequest{
+			Kind: EventPullRequest, DeliveryID: "pr1", Repository: "acme/platform", PR: &PullRequest{
 				Number: 42, Action: "synchronize", HeadSHA: "c0ffee1234567890abcdef1234567890abcdef12", HeadRef: "refs/pull/42/head",
 				BaseBranch: "main", BaseSHA: "9e2d5a8c4b7f61e0d3c2b1a09f8e7d6c5b4a3928",
 			},

@@ -27,6 +27,8 @@ const (
 	TriggerPoll    Trigger = "poll"
 	TriggerStartup Trigger = "startup"
 	TriggerDrift   Trigger = "drift"
+	// TriggerRerun is GitHub's Re-run button on one of ferry's check runs or its check suite.
+	TriggerRerun Trigger = "rerun"
 )
 
 // Job is one app at one commit: the wire type stored on the stream. It is self-contained so

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/ghapp"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/render/sops"
 	"github.com/ferrygitops/ferry/syncer/source"
@@ -119,6 +120,8 @@ type RepoConf struct {
 	// Token authenticates clones and commit statuses; optional for public repositories
 	// (then no statuses are posted).
 	Token *SecretRef `json:"token,omitempty"`
+	// GitHubApp authenticates as a GitHub App installation instead of Token.
+	GitHubApp *GitHubAppConf `json:"githubApp,omitempty"`
 	// APIURL points at GitHub Enterprise, a self-hosted GitLab or a Gitea instance.
 	APIURL string `json:"apiURL,omitempty"`
 	// Interval is how often the branch head is polled in case a webhook was lost; 0 is
@@ -198,9 +201,12 @@ type Secrets struct {
 	WebhookSecrets map[string][]byte
 	Tokens         map[string]string
 	APITokens      [][]byte
-	// Forges are the commit-status clients of the repositories with a token. They are built
-	// here, holding the token, so that a url or apiURL they cannot use stops `ferry check` too.
+	// Forges are the commit-status clients of the repositories with a token or an App. They
+	// are built here, holding the token, so that a url or apiURL they cannot use stops `ferry
+	// check` too.
 	Forges map[string]status.Reporter
+	// Apps are the GitHub App installations of the repositories with githubApp.
+	Apps map[string]*ghapp.App
 	// Keys are each app's SOPS decryption keys (nil: the app has none).
 	Keys map[string]*sops.Keys
 	// ChartAuth are the credentials of the apps' remote charts that need them.
@@ -231,6 +237,12 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 			errs = append(errs, fmt.Errorf("repo %s: webhookSecret: %w", r.Name, err))
 		}
 		sec.WebhookSecrets[r.Name] = v
+		if r.GitHubApp != nil {
+			if err := sec.addGitHubApp(hc, r, getenv); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if r.Token == nil {
 			continue
 		}
@@ -344,6 +356,7 @@ func (c *Config) validate() error {
 		if r.WebhookSecret == nil {
 			bad("%s: webhookSecret is required", where)
 		}
+		r.validateAuth(bad, where)
 	}
 	apps := map[string]int{}
 	for i, a := range c.Apps {

@@ -50,6 +50,9 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
+	if err := verifyGitHubApps(ctx, sec.Apps, log.With("part", "github-app")); err != nil {
+		return err
+	}
 	nc, closeNATS, err := connectNATS(o, log)
 	if err != nil {
 		return err

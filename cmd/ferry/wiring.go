@@ -12,6 +12,7 @@ import (
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
+	"github.com/ferrygitops/ferry/syncer/status"
 )
 
 // The functions below translate the config into each package's own view of it; main is the
@@ -22,12 +23,21 @@ func syncerRepos(cfg *Config, sec *Secrets, log *slog.Logger) []syncer.Repo {
 	for _, r := range cfg.Repos {
 		out = append(out, syncer.Repo{
 			Name:     r.Name,
-			Source:   source.Repo{Name: r.Name, URL: r.URL, Token: sec.Tokens[r.Name], Provider: r.Provider},
+			Source:   source.Repo{Name: r.Name, URL: r.URL, Token: sec.Tokens[r.Name], Credentials: repoCredentials(sec, r.Name), Provider: r.Provider},
 			Branch:   r.Branch,
 			Reporter: reporter(r, sec, log),
 		})
 	}
 	return out
+}
+
+// repoCredentials is repository name's GitHub App as the fetcher's token source, or nil (not
+// a nil *ghapp.App in the interface, which the fetcher would call).
+func repoCredentials(sec *Secrets, name string) source.Credentials {
+	if app := sec.Apps[name]; app != nil {
+		return app
+	}
+	return nil
 }
 
 func sourceRepos(repos []syncer.Repo) map[string]source.Repo {
@@ -74,6 +84,12 @@ func hookRepos(cfg *Config, sec *Secrets) []handlers.Repo {
 	var out []handlers.Repo
 	for _, r := range cfg.Repos {
 		hr := handlers.Repo{Name: r.Name, Provider: r.Provider, Branch: r.Branch, Secret: sec.WebhookSecrets[r.Name]}
+		if r.GitHubApp != nil {
+			hr.GitHubApp = r.GitHubApp.AppID
+			if owner, name, err := status.ParseRepoURL(r.URL); err == nil {
+				hr.FullName = owner + "/" + name
+			}
+		}
 		for _, a := range cfg.Apps {
 			if a.Repo == r.Name {
 				hr.Apps = append(hr.Apps, handlers.App{Name: a.Name, Path: a.Path, Include: a.Include, Exclude: a.Exclude, DependsOn: a.DependsOn})

@@ -106,16 +106,20 @@ func (c *Cache) Head(ctx context.Context, r Repo, branch string) (string, error)
 	if branch == "" {
 		return "", permanent(fmt.Errorf("head of %s: no branch named", r.Name))
 	}
-	remoteURL, auth, secrets, err := r.remote()
-	if err != nil {
-		return "", err
-	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	rem := git.NewRemote(memory.NewStorage(), remoteConfig(remoteURL))
-	list, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
-	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return "", fmt.Errorf("list refs of %s: %w", r.Name, redact(classify(err), secrets...))
+	var list []*plumbing.Reference
+	err := withAuth(ctx, r, func(remoteURL string, auth transport.AuthMethod) error {
+		rem := git.NewRemote(memory.NewStorage(), remoteConfig(remoteURL))
+		var err error
+		list, err = rem.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("list refs of %s: %w", r.Name, err)
 	}
 	want := []string{branch}
 	if !strings.HasPrefix(branch, "refs/") {

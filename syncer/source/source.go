@@ -36,21 +36,42 @@ type Repo struct {
 	URL string
 	// Token authenticates over HTTPS as the forge expects; empty for public repositories.
 	Token string
+	// Credentials, when set, gives the token per exchange instead of Token: a GitHub App's
+	// installation token, which changes every hour.
+	Credentials Credentials
 	// Provider (github, gitlab or gitea) picks the basic-auth user name that goes with a token,
 	// since each forge documents its own convention.
 	Provider string
+}
+
+// Credentials is a source of short-lived tokens (a GitHub App installation's). The fetcher asks
+// for the token before each exchange with the remote, and reports one the remote refused so
+// that the next is a new one; it then tries once more.
+type Credentials interface {
+	// Token returns the token to use now. Its error may tell whether it is transient through a
+	// Transient() bool method; without one it counts as transient.
+	Token(ctx context.Context) (string, error)
+	// Refused says the remote answered 401 to token.
+	Refused(token string)
 }
 
 // tokenUsers is each forge's documented basic-auth user name for an access token.
 var tokenUsers = map[string]string{"github": "x-access-token", "gitlab": "oauth2", "gitea": "token"}
 
 // remote returns the URL without credentials, the authentication to use, and the secrets that
-// must not appear in messages.
-func (r Repo) remote() (string, transport.AuthMethod, []string, error) {
+// must not appear in messages. The token comes from Credentials when the repository has them.
+func (r Repo) remote(ctx context.Context) (string, transport.AuthMethod, []string, error) {
 	u, err := url.Parse(r.URL)
 	if err != nil || u.Host == "" {
 		// url.Parse quotes its input, which may hold credentials.
 		return "", nil, nil, permanent(fmt.Errorf("repo %s: clone url is not a valid url", r.Name))
+	}
+	if r.Credentials != nil {
+		tok, err := r.Credentials.Token(ctx)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("repo %s: credentials: %w", r.Name, credentialError(err))
+		}
+		r.Token = tok
 	}
 	secrets := []string{r.Token}
 	user, pass := "", ""
@@ -223,21 +244,20 @@ func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) e
 	if _, err := e.repo.CommitObject(h); err == nil {
 		return nil
 	}
-	remoteURL, auth, secrets, err := r.remote()
-	if err != nil {
-		return err
-	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	err = fetch(ctx, git.NewRemote(boundedStorer{Storer: e.repo.Storer, limit: c.opts.MaxFetchBytes}, remoteConfig(remoteURL)), auth, specs)
-	if errors.Is(err, ErrFetchTooLarge) {
-		if rerr := removePartialPacks(e.dir); rerr != nil {
-			c.opts.Logger.Warn("git cache: partial pack not removed", "repo", r.Name, "err", rerr)
+	err = withAuth(ctx, r, func(remoteURL string, auth transport.AuthMethod) error {
+		err := fetch(ctx, git.NewRemote(boundedStorer{Storer: e.repo.Storer, limit: c.opts.MaxFetchBytes}, remoteConfig(remoteURL)), auth, specs)
+		if errors.Is(err, ErrFetchTooLarge) {
+			if rerr := removePartialPacks(e.dir); rerr != nil {
+				c.opts.Logger.Warn("git cache: partial pack not removed", "repo", r.Name, "err", rerr)
+			}
 		}
-	}
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", r.Name, redact(classify(err), secrets...))
+		return fmt.Errorf("fetch %s: %w", r.Name, err)
 	}
 	e.touch(c.opts.Now(), h, dsts)
 	if _, err := e.repo.CommitObject(h); err != nil {
@@ -245,4 +265,42 @@ func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) e
 	}
 	c.opts.Logger.Debug("fetched", "repo", r.Name, "sha", sha, "refs", refs, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// withAuth runs one exchange with r's remote, authenticated, and returns its error classified
+// and with every secret it used scrubbed. When the remote refuses a token from r.Credentials as
+// unauthenticated (revoked, expired early), the token is reported and the exchange runs once
+// more with the next.
+func withAuth(ctx context.Context, r Repo, exchange func(remoteURL string, auth transport.AuthMethod) error) error {
+	var secrets []string
+	for attempt := 0; ; attempt++ {
+		remoteURL, auth, used, err := r.remote(ctx)
+		if err != nil {
+			return redact(err, secrets...)
+		}
+		secrets = append(secrets, used...)
+		err = exchange(remoteURL, auth)
+		if err == nil {
+			return nil
+		}
+		if r.Credentials != nil && attempt == 0 && errors.Is(err, transport.ErrAuthenticationRequired) {
+			if ba, ok := auth.(*githttp.BasicAuth); ok {
+				r.Credentials.Refused(ba.Password)
+				continue
+			}
+		}
+		return redact(classify(err), secrets...)
+	}
+}
+
+// credentialError keeps what a token source says of its error: permanent when it says it is
+// not transient (a wrong App configuration), transient otherwise.
+func credentialError(err error) error {
+	if t, ok := errors.AsType[interface {
+		error
+		Transient() bool
+	}](err); ok && !t.Transient() {
+		return permanent(err)
+	}
+	return &classified{err: err, transient: true}
 }

@@ -31,17 +31,18 @@ type GitHub struct {
 	client *github.Client
 	owner  string
 	repo   string
-	// token is kept only to scrub it from messages GitHub sends back.
-	token string
-	now   func() time.Time
+	// secrets returns the tokens requests may have carried, kept only to scrub them from
+	// messages GitHub (or a proxy) sends back.
+	secrets func() []string
+	now     func() time.Time
 }
 
 var _ Reporter = (*GitHub)(nil)
 
-// NewGitHub returns a Reporter for owner/repo. apiURL is empty for github.com, or the Enterprise
-// Server address (https://ghe.example.com, with or without /api/v3/). hc may be nil for a client
-// with DefaultHTTPTimeout; it is copied, never modified. The token needs the repo:status scope (or
-// the "Commit statuses: write" permission).
+// NewGitHub returns a Reporter for owner/repo that authenticates with a token. apiURL is empty
+// for github.com, or the Enterprise Server address (https://ghe.example.com, with or without
+// /api/v3/). hc may be nil for a client with DefaultHTTPTimeout; it is copied, never modified.
+// The token needs the repo:status scope (or the "Commit statuses: write" permission).
 //
 // go-github's own rate limit bookkeeping is turned off: it would refuse requests locally on a
 // clock the tests cannot control, while Retry already waits as long as GitHub asks.
@@ -49,15 +50,32 @@ func NewGitHub(hc *http.Client, apiURL, token, owner, repo string) (*GitHub, err
 	if token == "" {
 		return nil, errors.New("github: token is empty")
 	}
+	return newGitHub(defaultClient(hc), apiURL, owner, repo, func() []string { return []string{token} }, github.WithAuthToken(token))
+}
+
+// NewGitHubWithClient returns a Reporter for owner/repo whose requests hc authenticates itself:
+// a GitHub App installation's client (ghapp.App.Client), whose token changes every hour.
+// secrets returns the tokens hc may have sent, to scrub from messages; nil when there are none
+// to scrub. hc must bound its requests (its Timeout); it is used as it is.
+func NewGitHubWithClient(hc *http.Client, apiURL string, secrets func() []string, owner, repo string) (*GitHub, error) {
+	if hc == nil {
+		return nil, errors.New("github: an authenticated http client is required")
+	}
+	if secrets == nil {
+		secrets = func() []string { return nil }
+	}
+	return newGitHub(hc, apiURL, owner, repo, secrets)
+}
+
+func newGitHub(hc *http.Client, apiURL, owner, repo string, secrets func() []string, auth ...github.ClientOptionsFunc) (*GitHub, error) {
 	if owner == "" || repo == "" || strings.Contains(owner, "/") || strings.Contains(repo, "/") {
 		return nil, fmt.Errorf("github: invalid repository %q/%q", owner, repo)
 	}
-	opts := []github.ClientOptionsFunc{
-		github.WithHTTPClient(defaultClient(hc)),
-		github.WithAuthToken(token),
+	opts := append([]github.ClientOptionsFunc{
+		github.WithHTTPClient(hc),
 		github.WithUserAgent(userAgent),
 		github.WithDisableRateLimitCheck(),
-	}
+	}, auth...)
 	if apiURL != "" {
 		if err := checkAPIURL(apiURL); err != nil {
 			return nil, fmt.Errorf("github: %w", err)
@@ -68,7 +86,7 @@ func NewGitHub(hc *http.Client, apiURL, token, owner, repo string) (*GitHub, err
 	if err != nil {
 		return nil, fmt.Errorf("github: create client: %w", err)
 	}
-	return &GitHub{client: c, owner: owner, repo: repo, token: token, now: time.Now}, nil
+	return &GitHub{client: c, owner: owner, repo: repo, secrets: secrets, now: time.Now}, nil
 }
 
 // Report posts s on its commit. Rate limits come back as *RetryAfterError, the status cap as an
@@ -92,15 +110,25 @@ func (g *GitHub) Report(ctx context.Context, s Status) error {
 	return nil
 }
 
+// clean scrubs every token requests may have carried from msg, and cuts it.
+func (g *GitHub) clean(msg string) string {
+	for _, s := range g.secrets() {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	return cleanMessage(msg, "")
+}
+
 // classify turns go-github's errors into this package's: the library's values hold the whole
 // response, so only what is needed is copied out.
 func (g *GitHub) classify(err error) error {
 	if rle, ok := errors.AsType[*github.RateLimitError](err); ok && rle.Response != nil {
-		he := &HTTPError{Forge: "github", StatusCode: rle.Response.StatusCode, Message: cleanMessage(rle.Message, g.token)}
+		he := &HTTPError{Forge: "github", StatusCode: rle.Response.StatusCode, Message: g.clean(rle.Message)}
 		return &RetryAfterError{Wait: max(rle.Rate.Reset.Sub(g.now()), 0), Err: he}
 	}
 	if are, ok := errors.AsType[*github.AbuseRateLimitError](err); ok && are.Response != nil {
-		he := &HTTPError{Forge: "github", StatusCode: are.Response.StatusCode, Message: cleanMessage(are.Message, g.token)}
+		he := &HTTPError{Forge: "github", StatusCode: are.Response.StatusCode, Message: g.clean(are.Message)}
 		wait := secondaryRateLimitWait
 		if are.RetryAfter != nil {
 			wait = max(*are.RetryAfter, 0)
@@ -116,11 +144,20 @@ func (g *GitHub) classify(err error) error {
 		}
 		code := er.Response.StatusCode
 		if code == http.StatusUnprocessableEntity && strings.Contains(msg, gitHubStatusCapText) {
-			return &HTTPError{Forge: "github", StatusCode: code, Message: cleanMessage(msg, g.token), Err: ErrStatusLimit}
+			return &HTTPError{Forge: "github", StatusCode: code, Message: g.clean(msg), Err: ErrStatusLimit}
 		}
-		return forgeError("github", code, er.Response.Header, msg, g.token, g.now())
+		return forgeError("github", code, er.Response.Header, g.clean(msg), "", g.now())
 	}
-	// Network errors and context cancellation: go-github already strips secrets from URLs.
+	if ae, ok := errors.AsType[interface {
+		error
+		Transient() bool
+	}](err); ok && !ae.Transient() {
+		// The client could not authenticate and says retrying cannot help (a wrong GitHub App
+		// configuration); its error names what to check and holds no secret.
+		return permanent(err)
+	}
+	// Network errors, context cancellation, and a client that could not authenticate (an App
+	// token not minted: its error says so and holds no secret). go-github strips secrets from URLs.
 	return err
 }
 

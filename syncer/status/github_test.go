@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferrygitops/ferry/syncer/ghapp"
+	"github.com/ferrygitops/ferry/syncer/ghapp/ghapptest"
 )
 
 func newTestGitHub(t *testing.T, apiURL string) *GitHub {
@@ -261,4 +264,90 @@ func TestReportRefusesInvalidStatus(t *testing.T) {
 	if got := len(f.requests()); got != 0 {
 		t.Errorf("got %d requests for invalid statuses, want 0", got)
 	}
+}
+
+// newTestApp is a GitHub App installation of acme/platform on a fake GitHub that checks its
+// JWT and tokens.
+func newTestApp(t *testing.T, installation int64) (*ghapp.App, *ghapptest.GitHub) {
+	t.Helper()
+	key := ghapptest.NewKey(t)
+	gh := ghapptest.New(t, 5, key, 6, "acme", "platform", time.Now)
+	app, err := ghapp.New(ghapp.Config{Repo: "platform", AppID: 5, InstallationID: installation, PrivateKey: key.PKCS8(t), APIURL: gh.URL(), Owner: "acme", Name: "platform"}, ghapp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app, gh
+}
+
+// TestGitHubAppReports: statuses go out with the installation token, and still do after GitHub
+// stopped accepting it (one new token, the request sent again).
+func TestGitHubAppReports(t *testing.T) {
+	app, gh := newTestApp(t, 6)
+	g, err := NewGitHubWithClient(app.Client(DefaultHTTPTimeout), gh.URL(), app.Secrets, "acme", "platform")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Pending, Description: "syncing"}); err != nil {
+		t.Fatalf("Report pending: %v (%v)", err, gh.Refusals())
+	}
+	gh.Expire()
+	if err := g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Skipped, Description: "no changes"}); err != nil {
+		t.Fatalf("Report after the token expired: %v (%v)", err, gh.Refusals())
+	}
+	minted := gh.Minted()
+	if len(minted) != 2 {
+		t.Fatalf("minted %d tokens, want 2", len(minted))
+	}
+	want := []ghapptest.Status{
+		{SHA: testSHA, State: "pending", Context: "ferry/api", Description: "syncing", Token: minted[0]},
+		{SHA: testSHA, State: "success", Context: "ferry/api", Description: "no changes", Token: minted[1]},
+	}
+	if diff := cmp.Diff(want, gh.Statuses()); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+}
+
+// TestGitHubAppErrors: an installation token echoed back is scrubbed like a static one, and an
+// App that cannot authenticate for a reason retrying cannot fix fails permanently.
+func TestGitHubAppErrors(t *testing.T) {
+	t.Run("token echoed", func(t *testing.T) {
+		app, _ := newTestApp(t, 6)
+		srv, _ := newFakeForge(t, "Authorization", func(w http.ResponseWriter, r *http.Request, _ int) {
+			answer(w, http.StatusUnprocessableEntity, `{"message":"refused `+r.Header.Get("Authorization")+`"}`)
+		})
+		g, err := NewGitHubWithClient(app.Client(DefaultHTTPTimeout), srv.URL, app.Secrets, "acme", "platform")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Pending})
+		tok := app.Secrets()
+		if err == nil || len(tok) == 0 {
+			t.Fatalf("Report = %v with tokens %d, want a 422", err, len(tok))
+		}
+		if strings.Contains(err.Error(), tok[0]) || !strings.Contains(err.Error(), "[redacted]") {
+			t.Errorf("error does not scrub the installation token: %v", err)
+		}
+		if !IsPermanent(err) {
+			t.Errorf("422 not permanent: %v", err)
+		}
+	})
+	t.Run("wrong installation", func(t *testing.T) {
+		app, gh := newTestApp(t, 7)
+		g, err := NewGitHubWithClient(app.Client(DefaultHTTPTimeout), gh.URL(), app.Secrets, "acme", "platform")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = g.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: Pending})
+		if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "repo platform") {
+			t.Errorf("Report = %v, want a permanent error naming repo platform", err)
+		}
+		if n := len(gh.Statuses()); n != 0 {
+			t.Errorf("%d statuses accepted", n)
+		}
+	})
+	t.Run("no client", func(t *testing.T) {
+		if _, err := NewGitHubWithClient(nil, "", nil, "acme", "platform"); err == nil {
+			t.Error("NewGitHubWithClient accepted no client")
+		}
+	})
 }
