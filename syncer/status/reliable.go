@@ -28,12 +28,25 @@ func Dedup(r Reporter) Reporter {
 
 type dedupKey struct{ sha, context string }
 
+// posted is what Dedup remembers of a post: the status without its detail, and a digest of the
+// detail, so that 10,000 remembered previews do not keep 10,000 diffs.
+type posted struct {
+	status Status
+	detail [32]byte
+}
+
+func postedOf(s Status) posted {
+	fp := s.Detail.fingerprint()
+	s.Detail = nil
+	return posted{status: s, detail: fp}
+}
+
 type dedup struct {
 	next Reporter
 	size int
 
 	mu    sync.Mutex
-	order *list.List // of Status, most recently used first
+	order *list.List // of posted, most recently used first
 	byKey map[dedupKey]*list.Element
 	// busy serialises the posts of one SHA and context; entries live while posts are under way.
 	busy map[dedupKey]*keyLock
@@ -51,13 +64,15 @@ func newDedup(r Reporter, size int) *dedup {
 	return &dedup{next: r, size: size, order: list.New(), byKey: make(map[dedupKey]*list.Element), busy: make(map[dedupKey]*keyLock)}
 }
 
-// Report posts s unless the last successful post for its SHA and context was identical.
+// Report posts s unless the last successful post for its SHA and context was identical, detail
+// included (compared by content).
 func (d *dedup) Report(ctx context.Context, s Status) error {
 	key := dedupKey{s.SHA, s.Context}
 	unlock := d.lockKey(key)
 	defer unlock()
+	p := postedOf(s)
 	d.mu.Lock()
-	if e, ok := d.byKey[key]; ok && e.Value.(Status) == s {
+	if e, ok := d.byKey[key]; ok && e.Value.(posted) == p {
 		d.order.MoveToFront(e)
 		d.mu.Unlock()
 		return nil
@@ -72,7 +87,7 @@ func (d *dedup) Report(ctx context.Context, s Status) error {
 		d.forget(key)
 		return err
 	}
-	d.remember(key, s)
+	d.remember(key, p)
 	return nil
 }
 
@@ -105,16 +120,16 @@ func (d *dedup) forget(key dedupKey) {
 	}
 }
 
-func (d *dedup) remember(key dedupKey, s Status) {
+func (d *dedup) remember(key dedupKey, p posted) {
 	if e, ok := d.byKey[key]; ok {
-		e.Value = s
+		e.Value = p
 		d.order.MoveToFront(e)
 		return
 	}
-	d.byKey[key] = d.order.PushFront(s)
+	d.byKey[key] = d.order.PushFront(p)
 	for d.order.Len() > d.size {
 		oldest := d.order.Back()
-		old := oldest.Value.(Status)
+		old := oldest.Value.(posted).status
 		d.order.Remove(oldest)
 		delete(d.byKey, dedupKey{old.SHA, old.Context})
 	}
