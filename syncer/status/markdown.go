@@ -168,7 +168,7 @@ func objectsTable(d *Detail, room *int) string {
 		more = append(more, fmt.Sprintf("%d more not listed here", n))
 	}
 	if d.Counts.Unchanged > 0 {
-		more = append(more, fmt.Sprintf("%d unchanged", d.Counts.Unchanged))
+		more = append(more, fmt.Sprintf("%d unchanged not listed", d.Counts.Unchanged))
 	}
 	if len(more) > 0 {
 		b.WriteString("\n" + strings.Join(more, "; ") + ".\n")
@@ -234,16 +234,23 @@ func objectBlock(od ObjectDiff, room int) string {
 	if room < 0 {
 		return codeBlock("diff", lines) + "\n"
 	}
-	for n := len(lines); n > 0; n-- {
-		kept := lines[:n]
-		if n < len(lines) {
-			kept = append(kept[:n:n], "  … cut")
+	// The fence is at most as long as the whole block's; count it once, then keep lines while
+	// they fit with it and the cut mark.
+	const mark = "  … cut"
+	fence := max(3, longestRun(strings.Join(lines, "\n"), '`')+1)
+	size := 2*fence + len("diff") + 3 + len(mark) + 1
+	n := 0
+	for _, l := range lines {
+		if size+len(l)+1 > room {
+			break
 		}
-		if block := codeBlock("diff", kept) + "\n"; len(block) <= room {
-			return block
-		}
+		size += len(l) + 1
+		n++
 	}
-	return ""
+	if n == 0 {
+		return ""
+	}
+	return codeBlock("diff", append(lines[:n:n], mark)) + "\n"
 }
 
 // codeBlock fences lines with more backticks than any run inside them, so that content can never
@@ -282,7 +289,7 @@ func cell(s string) string {
 	if s == "" {
 		return " "
 	}
-	return strings.ReplaceAll(escapeInline(firstLine(s)), "|", `\|`)
+	return escapeInline(firstLine(s))
 }
 
 // escapeInline keeps text from a sync (names, descriptions) from being read as markdown or HTML.

@@ -1,0 +1,632 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// installationToken stands for the token a GitHub App transport adds; Checks must send requests
+// through the client it is given, untouched.
+const installationToken = "ghs_installation-token-for-tests"
+
+// appTransport authenticates every request as a GitHub App installation would.
+type appTransport struct{}
+
+func (appTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "token "+installationToken)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// checkReq is one request the fake GitHub received.
+type checkReq struct {
+	Method, Path, Query string
+	Body                map[string]any
+}
+
+// fakeChecks is GitHub's Checks API as far as ferry uses it: create, update and list runs by
+// name on a commit. It checks the headers and the shape of every body against GitHub's
+// documentation (name and head_sha required on create; conclusion with completed; annotations
+// with path, start_line, end_line, annotation_level and message), and serves responses shaped as
+// the documented ones (testdata/checks/run_response.json).
+type fakeChecks struct {
+	t *testing.T
+	// fail, when set, answers the n-th request (from 0) instead of the fake; it returns false to
+	// let the fake answer.
+	fail func(w http.ResponseWriter, r *http.Request, n int) bool
+
+	mu     sync.Mutex
+	reqs   []checkReq
+	runs   map[int64]map[string]any
+	nextID int64
+}
+
+func newFakeChecks(t *testing.T) (*httptest.Server, *fakeChecks) {
+	t.Helper()
+	f := &fakeChecks{t: t, runs: map[int64]map[string]any{}, nextID: 4000}
+	srv := httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(srv.Close)
+	return srv, f
+}
+
+func (f *fakeChecks) serve(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		f.t.Errorf("read body: %v", err)
+	}
+	var body map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &body); err != nil {
+			f.t.Errorf("%s %s: body is not JSON: %v", r.Method, r.URL.Path, err)
+		}
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			f.t.Errorf("%s %s: Content-Type %q", r.Method, r.URL.Path, ct)
+		}
+	}
+	if got := r.Header.Get("Authorization"); got != "token "+installationToken {
+		f.t.Errorf("%s %s: Authorization %q, want the installation token", r.Method, r.URL.Path, got)
+	}
+	if !strings.Contains(r.Header.Get("Accept"), "json") {
+		f.t.Errorf("%s %s: Accept %q", r.Method, r.URL.Path, r.Header.Get("Accept"))
+	}
+	if r.Header.Get("X-GitHub-Api-Version") == "" {
+		f.t.Errorf("%s %s: no X-GitHub-Api-Version", r.Method, r.URL.Path)
+	}
+	f.mu.Lock()
+	n := len(f.reqs)
+	f.reqs = append(f.reqs, checkReq{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body})
+	f.mu.Unlock()
+	if f.fail != nil && f.fail(w, r, n) {
+		return
+	}
+
+	const prefix = "/api/v3/repos/acme/platform/"
+	rest, ok := strings.CutPrefix(r.URL.Path, prefix)
+	if !ok {
+		answer(w, http.StatusNotFound, `{"message":"Not Found"}`)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case r.Method == http.MethodPost && rest == "check-runs":
+		f.checkShape(body, true)
+		f.nextID++
+		run := map[string]any{"id": f.nextID, "name": body["name"], "head_sha": body["head_sha"], "status": "queued"}
+		f.apply(run, body)
+		f.runs[f.nextID] = run
+		f.respond(w, http.StatusCreated, run)
+	case r.Method == http.MethodPatch && strings.HasPrefix(rest, "check-runs/"):
+		id, _ := strconv.ParseInt(strings.TrimPrefix(rest, "check-runs/"), 10, 64)
+		run, ok := f.runs[id]
+		if !ok {
+			answer(w, http.StatusNotFound, `{"message":"Not Found","documentation_url":"https://docs.github.com/rest/checks/runs#update-a-check-run"}`)
+			return
+		}
+		f.checkShape(body, false)
+		f.apply(run, body)
+		f.respond(w, http.StatusOK, run)
+	case r.Method == http.MethodGet && strings.HasPrefix(rest, "commits/") && strings.HasSuffix(rest, "/check-runs"):
+		sha := strings.TrimSuffix(strings.TrimPrefix(rest, "commits/"), "/check-runs")
+		name := r.URL.Query().Get("check_name")
+		var list []map[string]any
+		for id := f.nextID; id > 4000; id-- {
+			if run, ok := f.runs[id]; ok && run["head_sha"] == sha && (name == "" || run["name"] == name) {
+				list = append(list, f.shaped(run))
+			}
+		}
+		data, _ := json.Marshal(map[string]any{"total_count": len(list), "check_runs": list})
+		answer(w, http.StatusOK, string(data))
+	default:
+		answer(w, http.StatusNotFound, `{"message":"Not Found"}`)
+	}
+}
+
+// checkShape holds a create or update body to GitHub's documented rules.
+func (f *fakeChecks) checkShape(body map[string]any, create bool) {
+	f.t.Helper()
+	if create && (body["name"] == nil || body["head_sha"] == nil) {
+		f.t.Errorf("create without name or head_sha: %v", body)
+	}
+	if body["status"] == "completed" && body["conclusion"] == nil {
+		f.t.Errorf("completed without a conclusion: %v", body)
+	}
+	if body["conclusion"] != nil && body["completed_at"] == nil {
+		f.t.Errorf("conclusion without completed_at: %v", body)
+	}
+	out, _ := body["output"].(map[string]any)
+	if out == nil {
+		return
+	}
+	if out["title"] == nil || out["summary"] == nil {
+		f.t.Errorf("output without title or summary: %v", out)
+	}
+	for _, k := range []string{"summary", "text"} {
+		if s, _ := out[k].(string); len(s) > 65535 {
+			f.t.Errorf("output %s is %d bytes, over GitHub's 65535", k, len(s))
+		}
+	}
+	anns, _ := out["annotations"].([]any)
+	if len(anns) > 50 {
+		f.t.Errorf("%d annotations in one request, GitHub takes 50", len(anns))
+	}
+	for _, a := range anns {
+		m := a.(map[string]any)
+		for _, k := range []string{"path", "start_line", "end_line", "annotation_level", "message"} {
+			if m[k] == nil {
+				f.t.Errorf("annotation without %s: %v", k, m)
+			}
+		}
+	}
+}
+
+func (f *fakeChecks) apply(run, body map[string]any) {
+	for _, k := range []string{"status", "conclusion", "external_id", "details_url", "output", "completed_at", "started_at"} {
+		if v, ok := body[k]; ok {
+			run[k] = v
+		}
+	}
+	if body["conclusion"] != nil {
+		run["status"] = "completed"
+	}
+}
+
+// shaped is run in the documented response shape: the fixture with the run's fields over it.
+func (f *fakeChecks) shaped(run map[string]any) map[string]any {
+	var out map[string]any
+	if err := json.Unmarshal(readFixture(f.t, "checks/run_response.json"), &out); err != nil {
+		f.t.Fatalf("fixture: %v", err)
+	}
+	for k, v := range run {
+		if k == "output" {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func (f *fakeChecks) respond(w http.ResponseWriter, code int, run map[string]any) {
+	data, _ := json.Marshal(f.shaped(run))
+	answer(w, code, string(data))
+}
+
+func (f *fakeChecks) requests() []checkReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]checkReq(nil), f.reqs...)
+}
+
+// calls lists the requests as "METHOD path", for lifecycle assertions.
+func (f *fakeChecks) calls() []string {
+	var out []string
+	for _, r := range f.requests() {
+		out = append(out, r.Method+" "+strings.TrimPrefix(r.Path, "/api/v3/repos/acme/platform/"))
+	}
+	return out
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	return data
+}
+
+// checkFixture compares a request body with the expected one kept under testdata. With
+// FERRY_UPDATE_FIXTURES=1 it writes the fixture instead (review the diff before committing).
+func checkFixture(t *testing.T, name string, got map[string]any) {
+	t.Helper()
+	data, _ := json.MarshalIndent(got, "", "  ")
+	if updateFixture(t, name, append(data, '\n')) {
+		return
+	}
+	var want map[string]any
+	if err := json.Unmarshal(readFixture(t, name), &want); err != nil {
+		t.Fatalf("fixture %s: %v", name, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("request body differs from testdata/%s (-want +got):\n%s", name, diff)
+	}
+}
+
+var checksClock = time.Date(2026, 12, 3, 19, 30, 0, 0, time.UTC)
+
+func newTestChecks(t *testing.T, apiURL string) *Checks {
+	t.Helper()
+	c, err := NewChecks(&http.Client{Transport: appTransport{}, Timeout: 10 * time.Second}, apiURL, "acme", "platform")
+	if err != nil {
+		t.Fatalf("NewChecks: %v", err)
+	}
+	now := func() time.Time { return checksClock }
+	c.now, c.errs.now = now, now
+	return c
+}
+
+// previewDetail is a preview of app api with one created and one changed object.
+func previewDetail(phase Phase) *Detail {
+	d := &Detail{App: "api", Kind: KindPreview, Phase: phase, SyncID: "sync-7", PR: 12, SyncURL: "https://ferry.example.com/syncs/sync-7"}
+	if phase != PhaseDone {
+		return d
+	}
+	d.Counts = Counts{Created: 1, Changed: 1, Unchanged: 3}
+	d.Objects = []Object{
+		{Action: "created", Kind: "ConfigMap", Namespace: "api", Name: "settings"},
+		{Action: "changed", Kind: "Deployment", Namespace: "api", Name: "web"},
+	}
+	d.Diff = []ObjectDiff{
+		{Header: "+ ConfigMap api/settings  (apps/api/settings.yaml)  create"},
+		{Header: "~ Deployment api/web  (apps/api/web.yaml)  change", Lines: []string{"~ /spec/replicas: 2 → 3"}},
+	}
+	return d
+}
+
+func previewStatus(state State, desc string, phase Phase) Status {
+	return Status{SHA: testSHA, Context: "ferry/api/preview", State: state, Description: desc,
+		TargetURL: "https://ferry.example.com/syncs/sync-7", Detail: previewDetail(phase)}
+}
+
+func TestChecksLifecycleCreatesOnceAndUpdatesInPlace(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	steps := []Status{
+		previewStatus(Pending, "queued", PhaseQueued),
+		previewStatus(Pending, "planning 0123456", PhaseInProgress),
+		previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone),
+	}
+	for _, s := range steps {
+		if err := c.Report(t.Context(), s); err != nil {
+			t.Fatalf("Report %s: %v", s.Description, err)
+		}
+	}
+	want := []string{
+		"GET commits/" + testSHA + "/check-runs",
+		"POST check-runs",
+		"PATCH check-runs/4001",
+		"PATCH check-runs/4001",
+	}
+	if diff := cmp.Diff(want, f.calls()); diff != "" {
+		t.Fatalf("requests (-want +got):\n%s", diff)
+	}
+	reqs := f.requests()
+	if q := reqs[0].Query; q != "check_name=ferry%2Fapi%2Fpreview&filter=latest&per_page=100" {
+		t.Errorf("lookup query = %q", q)
+	}
+	checkFixture(t, "checks/create_queued_request.json", reqs[1].Body)
+	if got := reqs[2].Body["status"]; got != "in_progress" {
+		t.Errorf("second post: status %v, want in_progress", got)
+	}
+	checkFixture(t, "checks/update_preview_done_request.json", reqs[3].Body)
+}
+
+func TestChecksFindTheRunAfterARestart(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	before := newTestChecks(t, srv.URL)
+	if err := before.Report(t.Context(), previewStatus(Pending, "planning 0123456", PhaseInProgress)); err != nil {
+		t.Fatal(err)
+	}
+	// A new process (or another replica) knows nothing of the run.
+	after := newTestChecks(t, srv.URL)
+	if err := after.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
+		t.Fatal(err)
+	}
+	if err := after.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"GET commits/" + testSHA + "/check-runs", "POST check-runs",
+		"GET commits/" + testSHA + "/check-runs", "PATCH check-runs/4001",
+		// The id is cached now: no second lookup.
+		"PATCH check-runs/4001",
+	}
+	if diff := cmp.Diff(want, f.calls()); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestChecksFindARunFromTheDocumentedListResponse(t *testing.T) {
+	// GitHub's list answer as documented, with a run of ours and one of another check.
+	srv, f := newFakeForge(t, "Authorization", func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.Method == http.MethodGet {
+			answer(w, http.StatusOK, string(readFixture(t, "checks/list_response.json")))
+			return
+		}
+		answer(w, http.StatusOK, string(readFixture(t, "checks/run_response.json")))
+	})
+	c, err := NewChecks(&http.Client{Transport: appTransport{}}, srv.URL, "acme", "platform")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Report(t.Context(), previewStatus(Success, "no changes", PhaseDone)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range f.requests() {
+		got = append(got, r.Method+" "+r.Path)
+	}
+	want := []string{"GET /api/v3/repos/acme/platform/commits/" + testSHA + "/check-runs", "PATCH /api/v3/repos/acme/platform/check-runs/4"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestChecksLatePendingDoesNotReopenACompletedRun(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	if err := c.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
+		t.Fatal(err)
+	}
+	// The hook's queued notice of the same sync lands after its result.
+	if err := c.Report(t.Context(), previewStatus(Pending, "queued", PhaseQueued)); err != nil {
+		t.Fatal(err)
+	}
+	// A new sync of the same commit (a manual resync) does reopen it.
+	again := previewStatus(Pending, "queued", PhaseQueued)
+	again.Detail.SyncID = "sync-8"
+	if err := c.Report(t.Context(), again); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"GET commits/" + testSHA + "/check-runs", "POST check-runs", "PATCH check-runs/4001"}
+	if diff := cmp.Diff(want, f.calls()); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+	if got := f.requests()[2].Body["external_id"]; got != "sync-8" {
+		t.Errorf("reopened run's external_id = %v", got)
+	}
+}
+
+func TestChecksConclusions(t *testing.T) {
+	deploy := func(c Counts) *Detail {
+		return &Detail{App: "api", Kind: KindDeploy, Phase: PhaseDone, SyncID: "s", Counts: c}
+	}
+	tests := []struct {
+		name       string
+		state      State
+		detail     *Detail
+		status     string
+		conclusion string
+	}{
+		{"queued", Pending, &Detail{Phase: PhaseQueued}, "queued", ""},
+		{"in progress", Pending, &Detail{Phase: PhaseInProgress}, "in_progress", ""},
+		{"pending without detail", Pending, nil, "queued", ""},
+		{"deploy applied", Success, deploy(Counts{Created: 1, Unchanged: 4}), "completed", "success"},
+		{"deploy found nothing to change", Success, deploy(Counts{Unchanged: 4}), "completed", "success"},
+		{"no changes under the app's path", Success, deploy(Counts{}), "completed", "neutral"},
+		{"preview without changes", Success, &Detail{Kind: KindPreview, Phase: PhaseDone, Counts: Counts{Unchanged: 3}}, "completed", "neutral"},
+		{"preview with changes", Success, previewDetail(PhaseDone), "completed", "success"},
+		{"failure", Failure, deploy(Counts{}), "completed", "failure"},
+		{"superseded", Canceled, deploy(Counts{}), "completed", "cancelled"},
+		{"included in a newer commit", Skipped, deploy(Counts{}), "completed", "cancelled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, f := newFakeChecks(t)
+			c := newTestChecks(t, srv.URL)
+			if err := c.Report(t.Context(), Status{SHA: testSHA, Context: "ferry/api", State: tt.state, Description: "d", Detail: tt.detail}); err != nil {
+				t.Fatal(err)
+			}
+			body := f.requests()[1].Body
+			if body["status"] != tt.status {
+				t.Errorf("status = %v, want %s", body["status"], tt.status)
+			}
+			if got, _ := body["conclusion"].(string); got != tt.conclusion {
+				t.Errorf("conclusion = %q, want %q", got, tt.conclusion)
+			}
+		})
+	}
+}
+
+// failedDeploy is a deploy that the apiserver refused, naming the object and its file.
+func failedDeploy(file string) Status {
+	return Status{SHA: testSHA, Context: "ferry/api", State: Failure,
+		Description: "Deployment api/web: spec.selector: Required value",
+		TargetURL:   "https://ferry.example.com/syncs/sync-9",
+		Detail: &Detail{App: "api", Kind: KindDeploy, Phase: PhaseDone, SyncID: "sync-9", SyncURL: "https://ferry.example.com/syncs/sync-9",
+			Counts:  Counts{Created: 1},
+			Objects: []Object{{Action: "created", Kind: "ConfigMap", Namespace: "api", Name: "settings"}},
+			Failure: &FailureDetail{Stage: "apply", Object: "Deployment api/web", File: file,
+				Message: `Deployment.apps "web" is invalid: spec.selector: Required value`}}}
+}
+
+func TestChecksFailureCarriesStageObjectFileAndAnnotation(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	if err := c.Report(t.Context(), failedDeploy("apps/api/web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	checkFixture(t, "checks/create_failed_deploy_request.json", f.requests()[1].Body)
+}
+
+func TestChecksAnnotateOnlyRepositoryFiles(t *testing.T) {
+	for _, file := range []string{"", "oci://ghcr.io/acme/charts/web:1.2.0/templates/deploy.yaml", "/etc/passwd", "../outside.yaml"} {
+		srv, f := newFakeChecks(t)
+		c := newTestChecks(t, srv.URL)
+		if err := c.Report(t.Context(), failedDeploy(file)); err != nil {
+			t.Fatal(err)
+		}
+		out := f.requests()[1].Body["output"].(map[string]any)
+		if out["annotations"] != nil {
+			t.Errorf("file %q: annotated %v", file, out["annotations"])
+		}
+	}
+}
+
+func TestChecksRefusedUpdateIsPermanent(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	if err := c.Report(t.Context(), previewStatus(Pending, "queued", PhaseQueued)); err != nil {
+		t.Fatal(err)
+	}
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if r.Method != http.MethodPatch {
+			return false
+		}
+		answer(w, http.StatusUnprocessableEntity, string(readFixture(t, "checks/update_422_response.json")))
+		return true
+	}
+	var attempts int
+	counting := reporterFunc(func(ctx context.Context, s Status) error { attempts++; return c.Report(ctx, s) })
+	r := Retry(counting, RetryOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
+	err := r.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone))
+	if err == nil || !IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent error", err)
+	}
+	if !strings.Contains(err.Error(), "Invalid request") || !strings.Contains(err.Error(), "http 422") {
+		t.Errorf("err = %v, want GitHub's words", err)
+	}
+	if attempts != 1 {
+		t.Errorf("%d attempts, want 1: a refusal is not retried", attempts)
+	}
+}
+
+func TestChecksRefusedAnnotationFallsBackToNone(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if r.Method != http.MethodPost {
+			return false
+		}
+		var body struct {
+			Output struct{ Annotations []any } `json:"output"`
+		}
+		_ = json.Unmarshal(mustJSON(f.requests()[len(f.requests())-1].Body), &body)
+		if len(body.Output.Annotations) == 0 {
+			return false
+		}
+		answer(w, http.StatusUnprocessableEntity, string(readFixture(t, "checks/update_422_response.json")))
+		return true
+	}
+	if err := c.Report(t.Context(), failedDeploy("apps/api/web.yaml")); err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	reqs := f.requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want lookup, create refused, create without annotations", len(reqs))
+	}
+	out := reqs[2].Body["output"].(map[string]any)
+	if out["annotations"] != nil || !strings.Contains(out["text"].(string), "apps/api/web.yaml") {
+		t.Errorf("fallback output = %v", out)
+	}
+}
+
+func TestChecksRateLimitWaitsForTheReset(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	reset := checksClock.Add(90 * time.Second)
+	f.fail = func(w http.ResponseWriter, _ *http.Request, _ int) bool {
+		answer(w, http.StatusForbidden, `{"message":"API rate limit exceeded for installation ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}`,
+			"X-RateLimit-Limit", "5000", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+		return true
+	}
+	err := c.Report(t.Context(), previewStatus(Pending, "queued", PhaseQueued))
+	ra, ok := errors.AsType[*RetryAfterError](err)
+	if !ok {
+		t.Fatalf("err = %v, want a *RetryAfterError", err)
+	}
+	if ra.Wait != 90*time.Second {
+		t.Errorf("wait = %s, want 90s (until X-RateLimit-Reset)", ra.Wait)
+	}
+	if IsPermanent(err) {
+		t.Error("a rate limit is permanent")
+	}
+}
+
+func TestChecksServerErrorsAreTransient(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	f.fail = func(w http.ResponseWriter, _ *http.Request, n int) bool {
+		if n > 0 {
+			return false
+		}
+		answer(w, http.StatusBadGateway, `{"message":"Server Error"}`)
+		return true
+	}
+	r := Retry(c, RetryOptions{Sleep: func(context.Context, time.Duration) error { return nil }})
+	if err := r.Report(t.Context(), previewStatus(Pending, "queued", PhaseQueued)); err != nil {
+		t.Fatalf("Report after a 502: %v", err)
+	}
+	want := []string{"GET commits/" + testSHA + "/check-runs", "GET commits/" + testSHA + "/check-runs", "POST check-runs"}
+	if diff := cmp.Diff(want, f.calls()); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestChecksDeletedRunIsMadeAgain(t *testing.T) {
+	srv, f := newFakeChecks(t)
+	c := newTestChecks(t, srv.URL)
+	if err := c.Report(t.Context(), previewStatus(Pending, "queued", PhaseQueued)); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	clear(f.runs)
+	f.mu.Unlock()
+	if err := c.Report(t.Context(), previewStatus(Success, "done", PhaseDone)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"GET commits/" + testSHA + "/check-runs", "POST check-runs", "PATCH check-runs/4001", "POST check-runs"}
+	if diff := cmp.Diff(want, f.calls()); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestNewChecksNeedsAClientAndARepository(t *testing.T) {
+	hc := &http.Client{Transport: appTransport{}}
+	for _, tt := range []struct {
+		hc          *http.Client
+		api, o, r   string
+		wantErrPart string
+	}{
+		{nil, "", "acme", "platform", "no authenticated http client"},
+		{hc, "", "acme", "", "invalid repository"},
+		{hc, "ftp://ghe", "acme", "platform", "api url"},
+	} {
+		if _, err := NewChecks(tt.hc, tt.api, tt.o, tt.r); err == nil || !strings.Contains(err.Error(), tt.wantErrPart) {
+			t.Errorf("NewChecks(%v, %q, %q, %q) = %v, want %q", tt.hc != nil, tt.api, tt.o, tt.r, err, tt.wantErrPart)
+		}
+	}
+}
+
+func mustJSON(v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprint(err))
+	}
+	return data
+}
+
+// reporterFunc makes a function a Reporter.
+type reporterFunc func(ctx context.Context, s Status) error
+
+func (f reporterFunc) Report(ctx context.Context, s Status) error { return f(ctx, s) }
+
+// updateFixture writes data as the fixture name when FERRY_UPDATE_FIXTURES=1, and says so.
+func updateFixture(t *testing.T, name string, data []byte) bool {
+	t.Helper()
+	if os.Getenv("FERRY_UPDATE_FIXTURES") != "1" {
+		return false
+	}
+	p := filepath.Join("testdata", name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
