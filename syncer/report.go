@@ -96,7 +96,9 @@ func (s *Syncer) detail(job queue.Job, rec queue.Record, phase status.Phase) *st
 	}
 	d.ObjectsCut = rec.ObjectsCut
 	if job.Kind == queue.KindPreview {
-		d.Diff, d.DiffCut = objectDiffs(rec.Diff), rec.DiffCut
+		var cut bool
+		d.Diff, cut = objectDiffs(rec.Diff)
+		d.DiffCut = rec.DiffCut || cut
 		if rec.DiffCut {
 			d.FullDiffURL = d.SyncURL + "/diff"
 		}
@@ -123,13 +125,21 @@ func objectAction(a string) string {
 	return a
 }
 
+// MaxDetailDiff bounds the diff a status carries: its readers show far less (a check run takes
+// 64 KiB) and link the sync page for the rest, and every post of it is digested by Dedup.
+const MaxDetailDiff = 1 << 20
+
 // objectDiffs splits a preview's diff (apply.Plan.Text: a header line per object, its field
-// changes indented under it) into one entry per object. Unchanged objects are left out, and so is
-// the note that ends a diff cut to fit its record (Record.DiffCut says so).
-func objectDiffs(text string) []status.ObjectDiff {
-	var out []status.ObjectDiff
+// changes indented under it) into one entry per object, within MaxDetailDiff bytes (cut reports
+// whether it had to stop short). Unchanged objects are left out, and so is the note that ends a
+// diff cut to fit its record (Record.DiffCut says so).
+func objectDiffs(text string) (out []status.ObjectDiff, cut bool) {
 	keep := false
+	size := 0
 	for line := range strings.Lines(text) {
+		if size += len(line); size > MaxDetailDiff {
+			return out, true
+		}
 		line = strings.TrimRight(line, "\r\n")
 		switch {
 		case strings.TrimSpace(line) == "":
@@ -144,5 +154,5 @@ func objectDiffs(text string) []status.ObjectDiff {
 			keep = true
 		}
 	}
-	return out
+	return out, false
 }

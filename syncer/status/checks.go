@@ -323,34 +323,3 @@ func (c *Checks) forget(key checkKey) {
 		delete(c.runs, key)
 	}
 }
-
-// keyLocks serialises work per key: posts for one commit and context go out one at a time, so
-// that two of them never both find no run and both create one.
-type keyLocks[K comparable] struct {
-	mu    sync.Mutex
-	locks map[K]*keyLock
-}
-
-// lock waits for key's turn and returns the function that ends it.
-func (k *keyLocks[K]) lock(key K) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[K]*keyLock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}

@@ -32,8 +32,8 @@ const NoteCacheSize = 10_000
 // GitLabNotes keeps one note per app on each merge request that ferry previews, with the same
 // summary and diff as a check run: created when the first preview of the merge request ends, then
 // edited in place for every later one, never added again. The note is found after a restart by
-// the hidden marker on its first line. Statuses of deploys, and pending ones, leave notes alone,
-// except that a preview starting on a merge request that already has a note marks it in progress.
+// the hidden marker on its first line. Statuses of deploys leave notes alone; a preview that is
+// starting, or that changes nothing, only updates a note that is already there.
 type GitLabNotes struct {
 	client  *gitlab.Client
 	project string
@@ -113,8 +113,10 @@ func (g *GitLabNotes) Report(ctx context.Context, s Status) error {
 		}
 		id = found
 	}
-	if id == 0 && s.State == Pending {
-		// A note is left when there is something to say; a preview starting says nothing yet.
+	if id == 0 && (s.State == Pending || s.State == Success && d.Counts.Changes() == 0) {
+		// A note is left when there is something to say: a preview starting says nothing yet, and
+		// a merge request that does not change the app needs no note about it. An existing note
+		// is still updated, as the merge request may have stopped changing the app.
 		return nil
 	}
 	body := noteBody(s)

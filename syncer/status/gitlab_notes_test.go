@@ -302,3 +302,27 @@ func checkNoteFixture(t *testing.T, name, got string) {
 		t.Errorf("note differs from testdata/%s (-want +got):\n%s", name, diff)
 	}
 }
+
+func TestNotesNoChangesLeaveNoNewNoteButUpdateOne(t *testing.T) {
+	srv, f := newFakeNotes(t)
+	g := newTestNotes(t, srv.URL)
+	noop := previewStatus(Success, "0 changed, 0 created, 0 pruned", PhaseDone)
+	noop.Detail.Counts, noop.Detail.Objects, noop.Detail.Diff = Counts{Unchanged: 4}, nil, nil
+	if err := g.Report(t.Context(), noop); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.bodies()) != 0 {
+		t.Fatalf("a note about no changes was left: %v", f.bodies())
+	}
+	// The merge request changed the app once…
+	if err := g.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
+		t.Fatal(err)
+	}
+	// …and then no longer: its note says so.
+	if err := g.Report(t.Context(), noop); err != nil {
+		t.Fatal(err)
+	}
+	if b := f.bodies(); len(b) != 1 || !strings.Contains(b[0], "· No changes") {
+		t.Errorf("notes %q, want one saying no changes", b)
+	}
+}

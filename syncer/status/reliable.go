@@ -48,27 +48,21 @@ type dedup struct {
 	mu    sync.Mutex
 	order *list.List // of posted, most recently used first
 	byKey map[dedupKey]*list.Element
-	// busy serialises the posts of one SHA and context; entries live while posts are under way.
-	busy map[dedupKey]*keyLock
-}
-
-// keyLock is the lock of one SHA and context, with the number of posts holding or awaiting it.
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
+	// busy serialises the posts of one SHA and context.
+	busy keyLocks[dedupKey]
 }
 
 var _ Reporter = (*dedup)(nil)
 
 func newDedup(r Reporter, size int) *dedup {
-	return &dedup{next: r, size: size, order: list.New(), byKey: make(map[dedupKey]*list.Element), busy: make(map[dedupKey]*keyLock)}
+	return &dedup{next: r, size: size, order: list.New(), byKey: make(map[dedupKey]*list.Element)}
 }
 
 // Report posts s unless the last successful post for its SHA and context was identical, detail
 // included (compared by content).
 func (d *dedup) Report(ctx context.Context, s Status) error {
 	key := dedupKey{s.SHA, s.Context}
-	unlock := d.lockKey(key)
+	unlock := d.busy.lock(key)
 	defer unlock()
 	p := postedOf(s)
 	d.mu.Lock()
@@ -89,28 +83,6 @@ func (d *dedup) Report(ctx context.Context, s Status) error {
 	}
 	d.remember(key, p)
 	return nil
-}
-
-// lockKey waits until no other post for key is under way and returns the function that ends
-// this one's turn.
-func (d *dedup) lockKey(key dedupKey) (unlock func()) {
-	d.mu.Lock()
-	l := d.busy[key]
-	if l == nil {
-		l = &keyLock{}
-		d.busy[key] = l
-	}
-	l.refs++
-	d.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		d.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(d.busy, key)
-		}
-		d.mu.Unlock()
-	}
 }
 
 func (d *dedup) forget(key dedupKey) {
