@@ -59,8 +59,8 @@ func TestForgeReporterAddsMergeRequestNotesOnGitLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := status.Status{SHA: "0123456789abcdef0123456789abcdef01234567", Context: "ferry/api/preview", State: status.Success, Description: "no changes",
-		Detail: &status.Detail{App: "api", Kind: status.KindPreview, Phase: status.PhaseDone, PR: 3}}
+	s := status.Status{SHA: "0123456789abcdef0123456789abcdef01234567", Context: "ferry/api/preview", State: status.Success, Description: "1 changed, 0 created, 0 pruned",
+		Detail: &status.Detail{App: "api", Kind: status.KindPreview, Phase: status.PhaseDone, PR: 3, Counts: status.Counts{Changed: 1}}}
 	if err := rep.Report(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
