@@ -73,14 +73,21 @@ type checkRun struct {
 }
 
 // NewChecks returns a check run Reporter for owner/repo. hc must authenticate every request as
-// the GitHub App's installation (its transport adds the token); it is used as is. apiURL is empty
-// for github.com, or the Enterprise Server address.
+// the GitHub App's installation (its transport adds the token); it is never modified, and a client
+// without a timeout is copied with DefaultHTTPTimeout. apiURL is empty for github.com, or the
+// Enterprise Server address.
 func NewChecks(hc *http.Client, apiURL, owner, repo string) (*Checks, error) {
 	if hc == nil {
 		return nil, errors.New("github checks: no authenticated http client")
 	}
 	if owner == "" || repo == "" || strings.Contains(owner, "/") || strings.Contains(repo, "/") {
 		return nil, fmt.Errorf("github checks: invalid repository %q/%q", owner, repo)
+	}
+	if hc.Timeout == 0 {
+		// A forge that hangs must not hold a worker: the caller's client is copied with a bound.
+		bounded := *hc
+		bounded.Timeout = DefaultHTTPTimeout
+		hc = &bounded
 	}
 	opts := []github.ClientOptionsFunc{
 		github.WithHTTPClient(hc),
