@@ -42,8 +42,10 @@ const (
 
 // Checks publishes ferry's statuses as GitHub check runs: one run per app and commit (named as
 // the status context, ferry/<app> or ferry/<app>/preview), created once and then updated in place
-// from queued through in progress to completed, with the sync's account as its output. It needs a
-// GitHub App installation (only Apps may write check runs). Safe for concurrent use.
+// from queued through in progress to completed, with the sync's account as its output. GitHub
+// never lets a completed run change its status again: another sync of the same commit (a manual
+// resync, a re-run) gets a new run, which GitHub shows instead of the old one. It needs a GitHub
+// App installation (only Apps may write check runs). Safe for concurrent use.
 type Checks struct {
 	client *github.Client
 	owner  string
@@ -110,8 +112,8 @@ func NewChecks(hc *http.Client, apiURL, owner, repo string) (*Checks, error) {
 		order: list.New(), runs: map[checkKey]*list.Element{}}, nil
 }
 
-// Report creates or updates the check run of s's commit and context. A pending status of a sync
-// whose run this process already completed (a queued notice arriving late) changes nothing.
+// Report creates or updates the check run of s's commit and context. A status of a sync whose run
+// is already completed (a queued notice arriving late, a result posted again) changes nothing.
 // Rate limits come back as *RetryAfterError, GitHub's refusals (422: an invalid annotation, say)
 // as a permanent *HTTPError carrying its message.
 func (c *Checks) Report(ctx context.Context, s Status) error {
@@ -134,8 +136,15 @@ func (c *Checks) Report(ctx context.Context, s Status) error {
 		}
 		run = found
 	}
-	if run != nil && run.completed && s.State == Pending && syncID != "" && run.syncID == syncID {
-		return nil
+	if run != nil && run.completed {
+		if run.syncID == syncID {
+			// GitHub keeps a completed run's status and conclusion for good; its sync has said
+			// all it had to (this is a queued notice arriving late, or a result posted again).
+			return nil
+		}
+		// Another sync of the commit (a manual resync, a re-run): a fresh run, which GitHub
+		// shows in place of the completed one.
+		run = nil
 	}
 
 	rep := renderReport(s, MaxCheckOutput)

@@ -326,14 +326,13 @@ func TestChecksFindTheRunAfterARestart(t *testing.T) {
 	if err := after.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
 		t.Fatal(err)
 	}
+	// The run is known now, and completed: the same result again costs nothing.
 	if err := after.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
 		"GET commits/" + testSHA + "/check-runs", "POST check-runs",
 		"GET commits/" + testSHA + "/check-runs", "PATCH check-runs/4001",
-		// The id is cached now: no second lookup.
-		"PATCH check-runs/4001",
 	}
 	if diff := cmp.Diff(want, f.calls()); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
@@ -341,7 +340,8 @@ func TestChecksFindTheRunAfterARestart(t *testing.T) {
 }
 
 func TestChecksFindARunFromTheDocumentedListResponse(t *testing.T) {
-	// GitHub's list answer as documented, with a run of ours and one of another check.
+	// GitHub's list answer as documented: this sync's run in progress (made before a restart), an
+	// older completed run of the same name, and another check's run.
 	srv, f := newFakeForge(t, "Authorization", func(w http.ResponseWriter, r *http.Request, n int) {
 		if r.Method == http.MethodGet {
 			answer(w, http.StatusOK, string(readFixture(t, "checks/list_response.json")))
@@ -366,7 +366,7 @@ func TestChecksFindARunFromTheDocumentedListResponse(t *testing.T) {
 	}
 }
 
-func TestChecksLatePendingDoesNotReopenACompletedRun(t *testing.T) {
+func TestChecksCompletedRunIsFinalForItsSync(t *testing.T) {
 	srv, f := newFakeChecks(t)
 	c := newTestChecks(t, srv.URL)
 	if err := c.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
@@ -376,18 +376,28 @@ func TestChecksLatePendingDoesNotReopenACompletedRun(t *testing.T) {
 	if err := c.Report(t.Context(), previewStatus(Pending, "queued", PhaseQueued)); err != nil {
 		t.Fatal(err)
 	}
-	// A new sync of the same commit (a manual resync) does reopen it.
-	again := previewStatus(Pending, "queued", PhaseQueued)
-	again.Detail.SyncID = "sync-8"
-	if err := c.Report(t.Context(), again); err != nil {
+	// Nor does its result posted again (after a restart: found on GitHub, completed).
+	restarted := newTestChecks(t, srv.URL)
+	if err := restarted.Report(t.Context(), previewStatus(Success, "1 changed, 1 created, 0 pruned", PhaseDone)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"GET commits/" + testSHA + "/check-runs", "POST check-runs", "PATCH check-runs/4001"}
+	// A new sync of the same commit (a manual resync) gets a run of its own, as GitHub never
+	// takes a completed run back to queued; that run is then updated in place.
+	again := previewStatus(Pending, "queued", PhaseQueued)
+	again.Detail.SyncID = "sync-8"
+	done := previewStatus(Failure, "plan: denied", PhaseDone)
+	done.Detail.SyncID = "sync-8"
+	for _, s := range []Status{again, done} {
+		if err := c.Report(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"GET commits/" + testSHA + "/check-runs", "POST check-runs", "GET commits/" + testSHA + "/check-runs", "POST check-runs", "PATCH check-runs/4002"}
 	if diff := cmp.Diff(want, f.calls()); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}
-	if got := f.requests()[2].Body["external_id"]; got != "sync-8" {
-		t.Errorf("reopened run's external_id = %v", got)
+	if got := f.requests()[3].Body["external_id"]; got != "sync-8" {
+		t.Errorf("new run's external_id = %v", got)
 	}
 }
 
