@@ -244,7 +244,6 @@ func checkFixture(t *testing.T, name string, got map[string]any) {
 	}
 }
 
-
 func mustJSON(v any) []byte {
 	data, err := json.Marshal(v)
 	if err != nil {
