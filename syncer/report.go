@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/status"
@@ -13,13 +14,14 @@ import (
 // the notice is dropped, and the worker posts the pending status when it starts the job.
 const notifyBuffer = 1024
 
-// report posts a commit status. A status that cannot be posted is logged; it never fails the
-// sync (the reporter retries transient errors itself).
-func (s *Syncer) report(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, state status.State, desc string) {
+// report posts a commit status, with the sync's account (detail) for the reporters that show it.
+// A status that cannot be posted is logged; it never fails the sync (the reporter retries
+// transient errors itself).
+func (s *Syncer) report(ctx context.Context, log *slog.Logger, repo Repo, job queue.Job, state status.State, desc string, detail *status.Detail) {
 	if repo.Reporter == nil {
 		return
 	}
-	st := status.Status{SHA: job.SHA, Context: statusContext(job), State: state, Description: desc, TargetURL: s.SyncURL(job.ID)}
+	st := status.Status{SHA: job.SHA, Context: statusContext(job), State: state, Description: desc, TargetURL: s.SyncURL(job.ID), Detail: detail}
 	if err := repo.Reporter.Report(context.WithoutCancel(ctx), st); err != nil {
 		log.Warn("commit status not posted", "state", state, "err", err)
 		s.metrics.statusErrors.Inc()
@@ -68,8 +70,89 @@ func (s *Syncer) notifyQueued(ctx context.Context, job queue.Job) {
 	if quiet(job) {
 		return
 	}
-	s.report(ctx, log, repo, job, status.Pending, "queued")
+	s.report(ctx, log, repo, job, status.Pending, "queued", s.detail(job, queuedRecord(job), status.PhaseQueued))
 	if now, err := s.store.Get(ctx, job.ID); err == nil && now.State.Terminal() && now.Status != "" {
-		s.report(ctx, log, repo, job, status.State(now.Status), now.Message)
+		s.report(ctx, log, repo, job, status.State(now.Status), now.Message, s.detail(job, now, status.PhaseDone))
 	}
+}
+
+// detail is a sync's account for check runs and merge request notes, from its record: counts,
+// the objects it touched, a preview's diff per object, and what failed. Only a sync that is done
+// has more than its identity and links.
+func (s *Syncer) detail(job queue.Job, rec queue.Record, phase status.Phase) *status.Detail {
+	d := &status.Detail{App: job.App, Kind: status.KindDeploy, Phase: phase, SyncID: job.ID, SyncURL: s.SyncURL(job.ID)}
+	if job.Kind == queue.KindPreview {
+		d.Kind, d.PR = status.KindPreview, job.PR
+	}
+	if phase != status.PhaseDone {
+		return d
+	}
+	c := rec.Counts
+	d.Counts = status.Counts{Created: c["created"], Changed: c["changed"] + c["configured"], Unchanged: c["unchanged"], Pruned: c["pruned"]}
+	for _, o := range rec.Objects {
+		if a := objectAction(o.Action); a != "" {
+			d.Objects = append(d.Objects, status.Object{Action: a, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name})
+		}
+	}
+	d.ObjectsCut = rec.ObjectsCut
+	if job.Kind == queue.KindPreview {
+		var cut bool
+		d.Diff, cut = objectDiffs(rec.Diff)
+		d.DiffCut = rec.DiffCut || cut
+		if rec.DiffCut {
+			d.FullDiffURL = d.SyncURL + "/diff"
+		}
+	}
+	if e := rec.Error; e != nil {
+		d.Failure = &status.FailureDetail{Stage: e.Stage, Object: e.Object, File: e.File, Message: e.Message}
+	}
+	return d
+}
+
+// objectAction names a record's action (a deploy's apply.Action, or a preview's apply.PlanAction)
+// as reports do; unchanged objects are only counted, so they get "".
+func objectAction(a string) string {
+	switch a {
+	case "created", "create":
+		return "created"
+	case "configured", "change":
+		return "changed"
+	case "pruned", "prune":
+		return "pruned"
+	case "unchanged":
+		return ""
+	}
+	return a
+}
+
+// MaxDetailDiff bounds the diff a status carries: its readers show far less (a check run takes
+// 64 KiB) and link the sync page for the rest, and every post of it is digested by Dedup.
+const MaxDetailDiff = 1 << 20
+
+// objectDiffs splits a preview's diff (apply.Plan.Text: a header line per object, its field
+// changes indented under it) into one entry per object, within MaxDetailDiff bytes (cut reports
+// whether it had to stop short). Unchanged objects are left out, and so is the note that ends a
+// diff cut to fit its record (Record.DiffCut says so).
+func objectDiffs(text string) (out []status.ObjectDiff, cut bool) {
+	keep := false
+	size := 0
+	for line := range strings.Lines(text) {
+		if size += len(line); size > MaxDetailDiff {
+			return out, true
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case strings.TrimSpace(line) == "":
+		case strings.HasPrefix(line, " "):
+			if keep && len(out) > 0 {
+				out[len(out)-1].Lines = append(out[len(out)-1].Lines, strings.TrimLeft(line, " "))
+			}
+		case strings.HasPrefix(line, "= "), strings.HasPrefix(line, "…"):
+			keep = false
+		default:
+			out = append(out, status.ObjectDiff{Header: line})
+			keep = true
+		}
+	}
+	return out, false
 }

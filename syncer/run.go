@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
 	"github.com/ferrygitops/ferry/syncer/status"
@@ -230,10 +231,18 @@ func (r *run) putState(ctx context.Context, st queue.AppState) {
 	}
 }
 
-// report posts a commit status for the job. A status that cannot be posted is logged; it never
-// fails the sync (the reporter retries transient errors itself).
+// report posts a commit status for the job, with the record's account of it. A status that
+// cannot be posted is logged; it never fails the sync (the reporter retries transient errors
+// itself).
 func (r *run) report(ctx context.Context, state status.State, desc string) {
-	r.s.report(ctx, r.log, r.repo, r.job, state, desc)
+	phase := status.PhaseDone
+	switch {
+	case state == status.Pending && r.rec.State == queue.StateRunning:
+		phase = status.PhaseInProgress
+	case state == status.Pending:
+		phase = status.PhaseQueued
+	}
+	r.s.report(ctx, r.log, r.repo, r.job, state, desc, r.s.detail(r.job, r.rec, phase))
 }
 
 // describe turns an error into the record's user-facing account.
@@ -251,7 +260,28 @@ func describe(err error) *queue.RecordError {
 			re.Stage = string(stageOf(err))
 		}
 	}
+	// The file to blame, for check run annotations: repository-relative, as render names it.
+	if ce, ok := errors.AsType[*apply.ConflictError](err); ok && re.File == "" {
+		re.Object, re.File = ce.Object, ce.File
+	}
+	if re.File == "" {
+		re.File = renderFile(err)
+	}
 	return re
+}
+
+// renderFile is the repository file a render error is about, or "".
+func renderFile(err error) string {
+	if e, ok := errors.AsType[*render.RefusedError](err); ok {
+		return e.File
+	}
+	if e, ok := errors.AsType[*render.BoundError](err); ok {
+		return e.File
+	}
+	if e, ok := errors.AsType[*render.UndefinedError](err); ok {
+		return e.File
+	}
+	return ""
 }
 
 // summary is a failure as one line for a commit status: the object first, then the reason.

@@ -130,6 +130,9 @@ type RepoConf struct {
 	// Decryption holds the keys of the repository's SOPS-encrypted files, for apps that name
 	// none of their own.
 	Decryption *Decryption `json:"decryption,omitempty"`
+	// MergeRequestNotes makes a merge request's previews also leave one note per app on it (GitLab
+	// only), edited in place as new commits are previewed.
+	MergeRequestNotes bool `json:"mergeRequestNotes,omitempty"`
 }
 
 // AppConf is a path in a repository that ferry keeps applied.
@@ -252,7 +255,7 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 			continue
 		}
 		sec.Tokens[r.Name] = strings.TrimSpace(string(v))
-		if sec.Forges[r.Name], err = newForge(hc, r, sec.Tokens[r.Name]); err != nil {
+		if sec.Forges[r.Name], err = forgeReporter(r, false, hc, sec.Tokens[r.Name]); err != nil {
 			errs = append(errs, fmt.Errorf("repo %s: %w", r.Name, err))
 		}
 	}
@@ -357,6 +360,11 @@ func (c *Config) validate() error {
 			bad("%s: webhookSecret is required", where)
 		}
 		r.validateAuth(bad, where)
+		if r.MergeRequestNotes && r.Provider != "gitlab" {
+			bad("%s: mergeRequestNotes is for GitLab merge requests; provider is %q", where, r.Provider)
+		} else if r.MergeRequestNotes && r.Token == nil {
+			bad("%s: mergeRequestNotes needs a token to write notes", where)
+		}
 	}
 	apps := map[string]int{}
 	for i, a := range c.Apps {

@@ -2,7 +2,10 @@ package main
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/ferrygitops/ferry/handlers"
@@ -163,4 +166,39 @@ func selfHeal(cfg *Config) map[string]bool {
 		out[a.Name] = a.SelfHeal
 	}
 	return out
+}
+
+// forgeReporter picks how repository r reports on its commits; a repository does one or the
+// other, never both:
+//   - authenticating as a GitHub App (hasApp), check runs with the sync's account: hc must be the
+//     App's client, whose transport authenticates every request as the installation;
+//   - otherwise commit statuses through token (newForge), plus, on GitLab with mergeRequestNotes,
+//     one note per app on each previewed merge request.
+func forgeReporter(r RepoConf, hasApp bool, hc *http.Client, token string) (status.Reporter, error) {
+	if hasApp {
+		if r.Provider != "github" {
+			return nil, fmt.Errorf("githubApp: provider is %q, not github", r.Provider)
+		}
+		if hc == nil {
+			return nil, errors.New("githubApp: no authenticated client")
+		}
+		owner, name, err := status.ParseRepoURL(r.URL)
+		if err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+		return status.NewChecks(hc, r.APIURL, owner, name)
+	}
+	rep, err := newForge(hc, r, token)
+	if err != nil || !r.MergeRequestNotes {
+		return rep, err
+	}
+	owner, name, err := status.ParseRepoURL(r.URL)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	notes, err := status.NewGitLabNotes(hc, r.APIURL, token, owner+"/"+name)
+	if err != nil {
+		return nil, err
+	}
+	return status.Tee(rep, notes), nil
 }

@@ -28,36 +28,45 @@ func Dedup(r Reporter) Reporter {
 
 type dedupKey struct{ sha, context string }
 
+// posted is what Dedup remembers of a post: the status without its detail, and a digest of the
+// detail, so that 10,000 remembered previews do not keep 10,000 diffs.
+type posted struct {
+	status Status
+	detail [32]byte
+}
+
+func postedOf(s Status) posted {
+	fp := s.Detail.fingerprint()
+	s.Detail = nil
+	return posted{status: s, detail: fp}
+}
+
 type dedup struct {
 	next Reporter
 	size int
 
 	mu    sync.Mutex
-	order *list.List // of Status, most recently used first
+	order *list.List // of posted, most recently used first
 	byKey map[dedupKey]*list.Element
-	// busy serialises the posts of one SHA and context; entries live while posts are under way.
-	busy map[dedupKey]*keyLock
-}
-
-// keyLock is the lock of one SHA and context, with the number of posts holding or awaiting it.
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
+	// busy serialises the posts of one SHA and context.
+	busy keyLocks[dedupKey]
 }
 
 var _ Reporter = (*dedup)(nil)
 
 func newDedup(r Reporter, size int) *dedup {
-	return &dedup{next: r, size: size, order: list.New(), byKey: make(map[dedupKey]*list.Element), busy: make(map[dedupKey]*keyLock)}
+	return &dedup{next: r, size: size, order: list.New(), byKey: make(map[dedupKey]*list.Element)}
 }
 
-// Report posts s unless the last successful post for its SHA and context was identical.
+// Report posts s unless the last successful post for its SHA and context was identical, detail
+// included (compared by content).
 func (d *dedup) Report(ctx context.Context, s Status) error {
 	key := dedupKey{s.SHA, s.Context}
-	unlock := d.lockKey(key)
+	unlock := d.busy.lock(key)
 	defer unlock()
+	p := postedOf(s)
 	d.mu.Lock()
-	if e, ok := d.byKey[key]; ok && e.Value.(Status) == s {
+	if e, ok := d.byKey[key]; ok && e.Value.(posted) == p {
 		d.order.MoveToFront(e)
 		d.mu.Unlock()
 		return nil
@@ -72,30 +81,8 @@ func (d *dedup) Report(ctx context.Context, s Status) error {
 		d.forget(key)
 		return err
 	}
-	d.remember(key, s)
+	d.remember(key, p)
 	return nil
-}
-
-// lockKey waits until no other post for key is under way and returns the function that ends
-// this one's turn.
-func (d *dedup) lockKey(key dedupKey) (unlock func()) {
-	d.mu.Lock()
-	l := d.busy[key]
-	if l == nil {
-		l = &keyLock{}
-		d.busy[key] = l
-	}
-	l.refs++
-	d.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		d.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(d.busy, key)
-		}
-		d.mu.Unlock()
-	}
 }
 
 func (d *dedup) forget(key dedupKey) {
@@ -105,16 +92,16 @@ func (d *dedup) forget(key dedupKey) {
 	}
 }
 
-func (d *dedup) remember(key dedupKey, s Status) {
+func (d *dedup) remember(key dedupKey, p posted) {
 	if e, ok := d.byKey[key]; ok {
-		e.Value = s
+		e.Value = p
 		d.order.MoveToFront(e)
 		return
 	}
-	d.byKey[key] = d.order.PushFront(s)
+	d.byKey[key] = d.order.PushFront(p)
 	for d.order.Len() > d.size {
 		oldest := d.order.Back()
-		old := oldest.Value.(Status)
+		old := oldest.Value.(posted).status
 		d.order.Remove(oldest)
 		delete(d.byKey, dedupKey{old.SHA, old.Context})
 	}

@@ -36,6 +36,10 @@ type Status struct {
 	State       State
 	Description string
 	TargetURL   string
+	// Detail is the sync's full account for reporters that show more than a line (check runs,
+	// merge request notes); nil when there is none. Commit-status reporters ignore it. It is a
+	// pointer so that statuses stay cheap to pass; Dedup compares it by content, not identity.
+	Detail *Detail
 }
 
 // Reporter posts a status for one repository.
