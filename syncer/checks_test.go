@@ -124,7 +124,7 @@ func newChecksWorld(t *testing.T, app App) *checksWorld {
 		t.Fatal(err)
 	}
 	srv, gh := newFakeGitHubChecks(t)
-	checks, err := status.NewChecks(srv.Client(), srv.URL, "acme", "platform")
+	checks, err := status.NewChecks(srv.Client(), srv.URL, nil, "acme", "platform")
 	if err != nil {
 		t.Fatal(err)
 	}

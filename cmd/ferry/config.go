@@ -255,7 +255,7 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 			continue
 		}
 		sec.Tokens[r.Name] = strings.TrimSpace(string(v))
-		if sec.Forges[r.Name], err = forgeReporter(r, false, hc, sec.Tokens[r.Name]); err != nil {
+		if sec.Forges[r.Name], err = forgeReporter(r, hc, sec.Tokens[r.Name], nil); err != nil {
 			errs = append(errs, fmt.Errorf("repo %s: %w", r.Name, err))
 		}
 	}

@@ -24,6 +24,9 @@ type GitHubAppConf struct {
 	InstallationID int64 `json:"installationID,omitempty"`
 	// PrivateKey is one of the App's private keys, PEM (PKCS#1 as GitHub downloads it, or PKCS#8).
 	PrivateKey *SecretRef `json:"privateKey"`
+	// CommitStatuses posts commit statuses instead of check runs, for branch protection rules
+	// or tools that read statuses; check runs (with the sync's whole account) are the default.
+	CommitStatuses bool `json:"commitStatuses,omitempty"`
 }
 
 // ghappVerifyTimeout bounds the start-up check of every repository's App: GitHub briefly
@@ -56,7 +59,8 @@ func (r RepoConf) validateAuth(bad func(string, ...any), where string) {
 }
 
 // addGitHubApp resolves repository r's App key, builds its App (the key is parsed here, so a bad
-// one stops `ferry check` too) and the commit-status client that authenticates with it.
+// one stops `ferry check` too) and the check runs (or commit statuses) reporter that authenticates
+// with it.
 func (s *Secrets) addGitHubApp(hc *http.Client, r RepoConf, getenv func(string) string) error {
 	key, err := r.GitHubApp.PrivateKey.resolve(getenv)
 	if err != nil {
@@ -73,7 +77,7 @@ func (s *Secrets) addGitHubApp(hc *http.Client, r RepoConf, getenv func(string) 
 	if err != nil {
 		return err // names the repository and never the key
 	}
-	forge, err := status.NewGitHubWithClient(app.Client(hc.Timeout), r.APIURL, app.Secrets, owner, name)
+	forge, err := forgeReporter(r, hc, "", app)
 	if err != nil {
 		return fmt.Errorf("repo %s: %w", r.Name, err)
 	}

@@ -7,22 +7,38 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ferrygitops/ferry/syncer/ghapp"
+	"github.com/ferrygitops/ferry/syncer/ghapp/ghapptest"
 	"github.com/ferrygitops/ferry/syncer/status"
 )
 
-// TestForgeReporterPicksOneWay: a repository with a GitHub App reports through check runs, any
-// other through commit statuses; GitLab with mergeRequestNotes adds a note per app.
+// TestForgeReporterPicksOneWay: a repository with a GitHub App reports through check runs (or
+// commit statuses when it asks for them), any other through commit statuses; GitLab with
+// mergeRequestNotes adds a note per app.
 func TestForgeReporterPicksOneWay(t *testing.T) {
 	hc := &http.Client{}
-	gh := RepoConf{Name: "platform", URL: "https://github.com/acme/platform.git", Provider: "github"}
-	rep, err := forgeReporter(gh, true, hc, "")
+	key := ghapptest.NewKey(t)
+	app, err := ghapp.New(ghapp.Config{Repo: "platform", AppID: 5, InstallationID: 6, PrivateKey: key.PKCS1(), Owner: "acme", Name: "platform"}, ghapp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh := RepoConf{Name: "platform", URL: "https://github.com/acme/platform.git", Provider: "github", GitHubApp: &GitHubAppConf{AppID: 5}}
+	rep, err := forgeReporter(gh, hc, "", app)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := rep.(*status.Checks); !ok {
 		t.Errorf("with an App: %T, want *status.Checks", rep)
 	}
-	rep, err = forgeReporter(gh, false, hc, "ghp_token")
+	gh.GitHubApp.CommitStatuses = true
+	if rep, err = forgeReporter(gh, hc, "", app); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rep.(*status.GitHub); !ok {
+		t.Errorf("with an App and commitStatuses: %T, want *status.GitHub", rep)
+	}
+	gh.GitHubApp = nil
+	rep, err = forgeReporter(gh, hc, "ghp_token", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,11 +46,8 @@ func TestForgeReporterPicksOneWay(t *testing.T) {
 		t.Errorf("with a token: %T, want *status.GitHub", rep)
 	}
 	gl := RepoConf{Name: "platform", URL: "https://gitlab.com/acme/platform.git", Provider: "gitlab"}
-	if _, err := forgeReporter(gl, true, hc, ""); err == nil {
+	if _, err := forgeReporter(gl, hc, "", app); err == nil {
 		t.Error("a GitHub App on a GitLab repository was accepted")
-	}
-	if _, err := forgeReporter(gh, true, nil, ""); err == nil {
-		t.Error("a GitHub App without its client was accepted")
 	}
 }
 
@@ -55,7 +68,7 @@ func TestForgeReporterAddsMergeRequestNotesOnGitLab(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	gl := RepoConf{Name: "platform", URL: "https://gitlab.example.com/acme/platform.git", Provider: "gitlab", APIURL: srv.URL, MergeRequestNotes: true}
-	rep, err := forgeReporter(gl, false, srv.Client(), "glpat-token")
+	rep, err := forgeReporter(gl, srv.Client(), "glpat-token", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"github.com/ferrygitops/ferry/server"
 	"github.com/ferrygitops/ferry/syncer"
 	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/ghapp"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
@@ -170,23 +170,25 @@ func selfHeal(cfg *Config) map[string]bool {
 
 // forgeReporter picks how repository r reports on its commits; a repository does one or the
 // other, never both:
-//   - authenticating as a GitHub App (hasApp), check runs with the sync's account: hc must be the
-//     App's client, whose transport authenticates every request as the installation;
+//   - authenticating as a GitHub App (app), check runs with the sync's account through the App's
+//     client, whose transport authenticates every request as the installation; commit statuses
+//     instead when the App is configured with commitStatuses;
 //   - otherwise commit statuses through token (newForge), plus, on GitLab with mergeRequestNotes,
 //     one note per app on each previewed merge request.
-func forgeReporter(r RepoConf, hasApp bool, hc *http.Client, token string) (status.Reporter, error) {
-	if hasApp {
+func forgeReporter(r RepoConf, hc *http.Client, token string, app *ghapp.App) (status.Reporter, error) {
+	if app != nil {
 		if r.Provider != "github" {
 			return nil, fmt.Errorf("githubApp: provider is %q, not github", r.Provider)
-		}
-		if hc == nil {
-			return nil, errors.New("githubApp: no authenticated client")
 		}
 		owner, name, err := status.ParseRepoURL(r.URL)
 		if err != nil {
 			return nil, fmt.Errorf("url: %w", err)
 		}
-		return status.NewChecks(hc, r.APIURL, owner, name)
+		client := app.Client(hc.Timeout)
+		if r.GitHubApp != nil && r.GitHubApp.CommitStatuses {
+			return status.NewGitHubWithClient(client, r.APIURL, app.Secrets, owner, name)
+		}
+		return status.NewChecks(client, r.APIURL, app.Secrets, owner, name)
 	}
 	rep, err := newForge(hc, r, token)
 	if err != nil || !r.MergeRequestNotes {

@@ -77,8 +77,12 @@ type checkRun struct {
 // NewChecks returns a check run Reporter for owner/repo. hc must authenticate every request as
 // the GitHub App's installation (its transport adds the token); it is never modified, and a client
 // without a timeout is copied with DefaultHTTPTimeout. apiURL is empty for github.com, or the
-// Enterprise Server address.
-func NewChecks(hc *http.Client, apiURL, owner, repo string) (*Checks, error) {
+// Enterprise Server address. secrets returns the tokens hc may have sent, scrubbed from every
+// message GitHub sends back; nil when there are none.
+func NewChecks(hc *http.Client, apiURL string, secrets func() []string, owner, repo string) (*Checks, error) {
+	if secrets == nil {
+		secrets = func() []string { return nil }
+	}
 	if hc == nil {
 		return nil, errors.New("github checks: no authenticated http client")
 	}
@@ -108,7 +112,7 @@ func NewChecks(hc *http.Client, apiURL, owner, repo string) (*Checks, error) {
 		return nil, fmt.Errorf("github checks: create client: %w", err)
 	}
 	now := time.Now
-	return &Checks{client: c, owner: owner, repo: repo, now: now, errs: &GitHub{now: now},
+	return &Checks{client: c, owner: owner, repo: repo, now: now, errs: &GitHub{now: now, secrets: secrets},
 		order: list.New(), runs: map[checkKey]*list.Element{}}, nil
 }
 

@@ -17,7 +17,7 @@ var checksClock = time.Date(2026, 12, 3, 19, 30, 0, 0, time.UTC)
 
 func newTestChecks(t *testing.T, apiURL string) *Checks {
 	t.Helper()
-	c, err := NewChecks(&http.Client{Transport: appTransport{}, Timeout: 10 * time.Second}, apiURL, "acme", "platform")
+	c, err := NewChecks(&http.Client{Transport: appTransport{}, Timeout: 10 * time.Second}, apiURL, nil, "acme", "platform")
 	if err != nil {
 		t.Fatalf("NewChecks: %v", err)
 	}
@@ -116,7 +116,7 @@ func TestChecksFindARunFromTheDocumentedListResponse(t *testing.T) {
 		}
 		answer(w, http.StatusOK, string(readFixture(t, "checks/run_response.json")))
 	})
-	c, err := NewChecks(&http.Client{Transport: appTransport{}}, srv.URL, "acme", "platform")
+	c, err := NewChecks(&http.Client{Transport: appTransport{}}, srv.URL, nil, "acme", "platform")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestNewChecksNeedsAClientAndARepository(t *testing.T) {
 		{hc, "", "acme", "", "invalid repository"},
 		{hc, "ftp://ghe", "acme", "platform", "api url"},
 	} {
-		if _, err := NewChecks(tt.hc, tt.api, tt.o, tt.r); err == nil || !strings.Contains(err.Error(), tt.wantErrPart) {
+		if _, err := NewChecks(tt.hc, tt.api, nil, tt.o, tt.r); err == nil || !strings.Contains(err.Error(), tt.wantErrPart) {
 			t.Errorf("NewChecks(%v, %q, %q, %q) = %v, want %q", tt.hc != nil, tt.api, tt.o, tt.r, err, tt.wantErrPart)
 		}
 	}
