@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/render/sops"
 	"github.com/ferrygitops/ferry/syncer/source"
@@ -67,6 +68,8 @@ type Config struct {
 	Repos              []RepoConf  `json:"repos"`
 	Apps               []AppConf   `json:"apps"`
 	APITokens          []SecretRef `json:"apiTokens,omitempty"`
+	// Notify are the chats and webhooks told how deploys end.
+	Notify []NotifyConf `json:"notify,omitempty"`
 }
 
 // RepoConf is one Git repository and the forge it lives on.
@@ -166,6 +169,8 @@ type Secrets struct {
 	Keys map[string]*sops.Keys
 	// ChartAuth are the credentials of the apps' remote charts that need them.
 	ChartAuth map[string]*charts.Credentials
+	// Notify are the notification targets, with their URLs and signing keys.
+	Notify []notify.Target
 }
 
 // ParseConfig validates a config document; see LoadConfig.
@@ -214,6 +219,9 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 		errs = append(errs, err)
 	}
 	sec.Keys, sec.ChartAuth = keys, auth
+	if sec.Notify, err = resolveNotify(&c, getenv); err != nil {
+		errs = append(errs, err)
+	}
 	for i, ref := range c.APITokens {
 		v, err := ref.resolve(getenv)
 		if err != nil {
@@ -333,6 +341,7 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	c.validateNotify(bad)
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {
 			bad("apps: dependsOn has a cycle: %s", strings.Join(cycle, " → "))

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ferrygitops/ferry/syncer/notify"
+
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/server"
 	"github.com/ferrygitops/ferry/syncer"
@@ -133,4 +135,20 @@ func selfHeal(cfg *Config) map[string]bool {
 		out[a.Name] = a.SelfHeal
 	}
 	return out
+}
+
+// notifyOptions are the dispatcher's settings: CloudEvents come from ferry's external URL.
+func notifyOptions(cfg *Config, log *slog.Logger, m *notify.Metrics) notify.Options {
+	o := notify.DefaultOptions()
+	o.Source, o.UserAgent, o.Logger, o.Metrics = cfg.ExternalURL, "ferry/"+buildVersion(), log.With("part", "notify"), m
+	return o
+}
+
+// notifier is what the syncer tells of finished deploys: the publisher, or nothing when no
+// target is configured.
+func notifier(sec *Secrets, p *notify.Publisher) syncer.Notifier {
+	if len(sec.Notify) == 0 {
+		return nil
+	}
+	return p
 }
