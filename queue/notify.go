@@ -104,22 +104,34 @@ func NotifySubject(kind EventKind, app string) string {
 	return notifySubjectPrefix + "." + string(kind) + "." + app
 }
 
+// NotifyOptions configures the notification stream and its consumers.
+type NotifyOptions struct {
+	// Replicas is the stream's and consumers' replica count, as the jobs stream's.
+	Replicas int
+	// AckWait is how long an event handed to a replica may stay unanswered before another
+	// replica gets it (NotifyAckWait when zero). It also bounds how long the event a replica
+	// was sending when it died, or when NATS restarted, waits.
+	AckWait time.Duration
+	Logger  *slog.Logger
+}
+
 // Notifications publishes events to the FERRY_NOTIFY stream and runs the targets' consumers.
 type Notifications struct {
-	js       jetstream.JetStream
-	replicas int
-	log      *slog.Logger
+	js   jetstream.JetStream
+	opts NotifyOptions
+	log  *slog.Logger
 }
 
 // NewNotifications creates or updates the notification stream. It uses interest retention: an
 // event stays until every target consumer whose filter takes it has acknowledged it (or
 // NotifyMaxAge, NotifyMaxBytes drop it), and an event no target wants is not kept at all.
-func NewNotifications(ctx context.Context, js jetstream.JetStream, replicas int, log *slog.Logger) (*Notifications, error) {
-	if replicas < 1 {
-		replicas = 1
+func NewNotifications(ctx context.Context, js jetstream.JetStream, opts NotifyOptions) (*Notifications, error) {
+	opts.Replicas = max(opts.Replicas, 1)
+	if opts.AckWait <= 0 {
+		opts.AckWait = NotifyAckWait
 	}
-	if log == nil {
-		log = slog.Default()
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        NotifyStreamName,
@@ -127,7 +139,7 @@ func NewNotifications(ctx context.Context, js jetstream.JetStream, replicas int,
 		Subjects:    []string{notifySubjectPrefix + ".>"},
 		Retention:   jetstream.InterestPolicy,
 		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+		Replicas:    opts.Replicas,
 		Duplicates:  NotifyDedupWindow,
 		MaxAge:      NotifyMaxAge,
 		MaxBytes:    NotifyMaxBytes,
@@ -137,7 +149,7 @@ func NewNotifications(ctx context.Context, js jetstream.JetStream, replicas int,
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", NotifyStreamName, err)
 	}
-	return &Notifications{js: js, replicas: replicas, log: log}, nil
+	return &Notifications{js: js, opts: opts, log: opts.Logger}, nil
 }
 
 // Publish stores one event, once: an event published again within NotifyDedupWindow (same
@@ -231,13 +243,13 @@ func (n *Notifications) consumerConfig(t NotifyTarget) jetstream.ConsumerConfig 
 		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        NotifyAckWait,
+		AckWait:        n.opts.AckWait,
 		// Retried until the stream drops the event (NotifyMaxAge): the handler decides.
 		MaxDeliver: -1,
 		// One event in flight per target, across replicas: a target gets its events in order,
 		// and one that is down holds back only its own.
 		MaxAckPending: 1,
-		Replicas:      n.replicas,
+		Replicas:      n.opts.Replicas,
 	}
 }
 

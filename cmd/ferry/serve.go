@@ -92,7 +92,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	sopts := syncer.DefaultOptions()
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
 	sopts.Render.Limits = cfg.RenderLimits.render()
-	notices, err := queue.NewNotifications(setupCtx, q.JetStream(), o.NATSReplicas, log.With("part", "notify"))
+	notices, err := queue.NewNotifications(setupCtx, q.JetStream(), queue.NotifyOptions{Replicas: o.NATSReplicas, Logger: log.With("part", "notify")})
 	if err != nil {
 		return err
 	}

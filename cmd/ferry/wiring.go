@@ -5,12 +5,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ferrygitops/ferry/syncer/notify"
-
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/server"
 	"github.com/ferrygitops/ferry/syncer"
 	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
