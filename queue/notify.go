@@ -258,8 +258,13 @@ func (n *Notifications) consumerConfig(t NotifyTarget) jetstream.ConsumerConfig 
 // target. ctx ends at shutdown: a handler cut short by it hands the event back.
 type EventHandler func(ctx context.Context, ev Event, d Delivery) error
 
-// notifyNextPause is the pause after the consumer could not fetch (NATS unreachable).
-const notifyNextPause = time.Second
+const (
+	// notifyNextPause is the pause after the consumer could not fetch (NATS unreachable).
+	notifyNextPause = time.Second
+	// notifyFetchWait bounds one pull for a target's next event; an idle target pulls again.
+	// Each pull is new, so a replica never relies on a request the server may have dropped.
+	notifyFetchWait = 5 * time.Second
+)
 
 // ConsumeTarget runs target's consumer until ctx is cancelled, one event at a time. The
 // consumer must exist (PrepareTargets). The event being handled when ctx ends is finished
@@ -272,33 +277,31 @@ func (n *Notifications) ConsumeTarget(ctx context.Context, target string, h Even
 		}
 		return fmt.Errorf("consumer of notification target %s: %w", target, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("consume notifications of target %s: %w", target, err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
 	log := n.log.With("target", target)
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, notifyFetchWait)
+		msg, err := cons.Next(jetstream.FetchContext(fctx))
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			if msg != nil {
+				_ = msg.Nak()
 			}
+			return nil
+		case err == nil:
+			n.handle(ctx, log, msg, h)
+		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
+			// Nothing for this target yet.
+		default:
 			log.Warn("notifications: next event", "err", err)
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(notifyNextPause):
 			}
-			continue
 		}
-		n.handle(ctx, log, msg, h)
 	}
+	return nil
 }
 
 // handle gives one message to the handler and answers JetStream as it says.
