@@ -270,14 +270,17 @@ const (
 // consumer must exist (PrepareTargets). The event being handled when ctx ends is finished
 // first (the handler bounds itself), so a shutdown does not send it twice.
 func (n *Notifications) ConsumeTarget(ctx context.Context, target string, h EventHandler) error {
+	log := n.log.With("target", target)
 	cons, err := n.js.Consumer(ctx, NotifyStreamName, notifyConsumerPrefix+target)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		log.Warn("notifications: the target's consumer was deleted; this replica does not send to it", "err", err)
+		return nil
+	case err != nil:
 		return fmt.Errorf("consumer of notification target %s: %w", target, err)
 	}
-	log := n.log.With("target", target)
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, notifyFetchWait)
 		msg, err := cons.Next(jetstream.FetchContext(fctx))
@@ -290,6 +293,10 @@ func (n *Notifications) ConsumeTarget(ctx context.Context, target string, h Even
 			return nil
 		case err == nil:
 			n.handle(ctx, log, msg, h)
+		case n.deleted(ctx, target, err):
+			// A replica started with a config that no longer names the target (a rolling update).
+			log.Warn("notifications: the target's consumer was deleted; this replica stops sending to it", "err", err)
+			return nil
 		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 			// Nothing for this target yet.
 		default:
@@ -302,6 +309,16 @@ func (n *Notifications) ConsumeTarget(ctx context.Context, target string, h Even
 		}
 	}
 	return nil
+}
+
+// deleted tells whether a failed or empty pull happened because target's consumer is gone: the
+// pull's own error may say so, or only time out.
+func (n *Notifications) deleted(ctx context.Context, target string, err error) bool {
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return true
+	}
+	_, cerr := n.js.Consumer(ctx, NotifyStreamName, notifyConsumerPrefix+target)
+	return errors.Is(cerr, jetstream.ErrConsumerNotFound)
 }
 
 // handle gives one message to the handler and answers JetStream as it says.

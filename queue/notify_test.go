@@ -206,3 +206,27 @@ func TestPublishRefusesBadEventsAndCutsMessages(t *testing.T) {
 		t.Errorf("an event with a long message: %v", err)
 	}
 }
+
+// TestConsumeTargetEndsWhenItsConsumerIsDeleted: another replica started with a config that
+// dropped the target; this one stops sending to it instead of retrying forever.
+func TestConsumeTargetEndsWhenItsConsumerIsDeleted(t *testing.T) {
+	n, _ := startNotifications(t)
+	if err := n.PrepareTargets(t.Context(), []NotifyTarget{{Name: "gone", Kinds: EventKinds()}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- n.ConsumeTarget(t.Context(), "gone", func(context.Context, Event, Delivery) error { return nil })
+	}()
+	if err := n.PrepareTargets(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ConsumeTarget: %v", err)
+		}
+	case <-time.After(3 * notifyFetchWait):
+		t.Fatal("ConsumeTarget goes on after its consumer was deleted")
+	}
+}

@@ -165,6 +165,7 @@ func TestEventKinds(t *testing.T) {
 		{"same commit fails again", failedAt("a"), push("a"), queue.StateFailed, ""},
 		{"next commit fails too", failedAt("a"), push("b"), queue.StateFailed, queue.EventFailed},
 		{"superseded", okAt("a"), push("b"), queue.StateSkipped, queue.EventSuperseded},
+		{"start-up re-sync not run", okAt("a"), queue.Job{SHA: "a", Trigger: queue.TriggerStartup}, queue.StateSkipped, ""},
 	} {
 		got, ok := eventKind(c.prev, c.job, c.state)
 		if got != c.want || ok != (c.want != "") {

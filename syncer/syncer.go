@@ -257,7 +257,7 @@ func (r *run) notify(ctx context.Context, state queue.State) {
 	if _, configured := r.s.apps[r.job.App]; !configured {
 		return
 	}
-	prev, _, err := r.s.store.AppState(ctx, r.job.App)
+	prev, _, err := r.s.store.AppState(context.WithoutCancel(ctx), r.job.App)
 	if err != nil {
 		r.log.Info("app state not read; the notification takes the app as new", "err", err)
 	}
@@ -268,6 +268,9 @@ func (r *run) notify(ctx context.Context, state queue.State) {
 	ev := queue.Event{SyncID: r.job.ID, Kind: kind, App: r.job.App, Repo: r.job.Repo, RepoURL: r.repo.Source.URL,
 		Provider: r.repo.Source.Provider, Ref: r.job.Ref, SHA: r.job.SHA, SyncKind: r.job.Kind, Trigger: r.job.Trigger,
 		State: state, Message: r.rec.Message, URL: r.s.SyncURL(r.job.ID), At: r.s.opts.Now().UTC()}
+	if r.rec.FinishedAt != nil {
+		ev.At = r.rec.FinishedAt.UTC()
+	}
 	if r.rec.Error != nil {
 		ev.Stage, ev.Object = r.rec.Error.Stage, r.rec.Error.Object
 	}
@@ -278,11 +281,15 @@ func (r *run) notify(ctx context.Context, state queue.State) {
 
 // eventKind is the event a deploy of job ending as state sends, given the app's state before it;
 // ok is false when it is no news: a commit that failed last time failing again, a commit that
-// already succeeded succeeding again (start-up, "already applied", a manual re-sync), or a
-// self-heal repair (which never recovers the commit that failed).
+// already succeeded succeeding again (start-up, "already applied", a manual re-sync), a
+// self-heal repair (which never recovers the commit that failed), or a start-up or self-heal
+// re-sync that was not run (like its status, that is not worth a message).
 func eventKind(prev queue.AppState, job queue.Job, state queue.State) (queue.EventKind, bool) {
 	switch state {
 	case queue.StateSkipped:
+		if quiet(job) {
+			return "", false
+		}
 		return queue.EventSuperseded, true
 	case queue.StateFailed:
 		if prev.State == queue.StateFailed && prev.SHA == job.SHA {
