@@ -146,8 +146,12 @@ func TestFailureThenRecoveryNotifiesWithoutTheSyncWaiting(t *testing.T) {
 // TestEventKinds: which deploy ends are news.
 func TestEventKinds(t *testing.T) {
 	push := func(sha string) queue.Job { return queue.Job{SHA: sha, Trigger: queue.TriggerPush} }
-	failedAt := func(sha string) queue.AppState { return queue.AppState{SHA: sha, State: queue.StateFailed, AppliedSHA: "old"} }
-	okAt := func(sha string) queue.AppState { return queue.AppState{SHA: sha, State: queue.StateSucceeded, AppliedSHA: sha} }
+	failedAt := func(sha string) queue.AppState {
+		return queue.AppState{SHA: sha, State: queue.StateFailed, AppliedSHA: "old"}
+	}
+	okAt := func(sha string) queue.AppState {
+		return queue.AppState{SHA: sha, State: queue.StateSucceeded, AppliedSHA: sha}
+	}
 	for _, c := range []struct {
 		name  string
 		prev  queue.AppState
