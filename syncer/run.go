@@ -132,6 +132,7 @@ func (r *run) markRunning(ctx context.Context, desc string) error {
 func (r *run) succeed(ctx context.Context, desc string) error {
 	r.finish(queue.StateSucceeded, status.Success, desc)
 	r.put(ctx)
+	r.notify(ctx, queue.StateSucceeded)
 	if r.job.Kind == queue.KindDeploy {
 		r.putState(ctx, queue.AppState{App: r.job.App, SHA: r.job.SHA, State: queue.StateSucceeded, SyncID: r.job.ID, At: *r.rec.FinishedAt, AppliedSHA: r.job.SHA})
 	}
@@ -150,6 +151,7 @@ func (r *run) succeedQuietly(ctx context.Context, desc string) error {
 	}
 	r.finish(queue.StateSucceeded, "", desc)
 	r.put(ctx)
+	r.notify(ctx, queue.StateSucceeded)
 	r.putState(ctx, queue.AppState{App: r.job.App, SHA: r.job.SHA, State: queue.StateSucceeded, SyncID: r.job.ID, At: *r.rec.FinishedAt, AppliedSHA: r.job.SHA})
 	r.s.metrics.finished(r.job, queue.StateSucceeded, elapsed(r.rec))
 	r.log.Info("sync succeeded", "summary", desc)
@@ -160,6 +162,7 @@ func (r *run) succeedQuietly(ctx context.Context, desc string) error {
 func (r *run) skip(ctx context.Context, state status.State, desc string) error {
 	r.finish(queue.StateSkipped, state, desc)
 	r.put(ctx)
+	r.notify(ctx, queue.StateSkipped)
 	if !quiet(r.job) {
 		r.report(ctx, state, desc)
 	}
@@ -174,6 +177,7 @@ func (r *run) fail(ctx context.Context, cause error) error {
 	r.finish(queue.StateFailed, status.Failure, summary(re))
 	r.rec.Error = re
 	r.put(ctx)
+	r.notify(ctx, queue.StateFailed)
 	if r.job.Kind == queue.KindDeploy {
 		prev, _, _ := r.s.store.AppState(ctx, r.job.App)
 		r.putState(ctx, queue.AppState{App: r.job.App, SHA: r.job.SHA, State: queue.StateFailed, SyncID: r.job.ID, At: *r.rec.FinishedAt, AppliedSHA: prev.AppliedSHA})

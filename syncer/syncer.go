@@ -78,6 +78,13 @@ type Backlog interface {
 	Newest(ctx context.Context, kind queue.Kind, app string) (queue.Job, bool, error)
 }
 
+// Notifier is told how each deploy ended, for chat and webhook notifications. It must return
+// at once (it queues the event): a sync never waits for a notification, and an error is only
+// logged.
+type Notifier interface {
+	Notify(ctx context.Context, ev queue.Event) error
+}
+
 // Options tunes the syncer.
 type Options struct {
 	// ExternalURL is where people reach ferry: status links point to <ExternalURL>/syncs/<id>.
@@ -114,6 +121,8 @@ type Parts struct {
 	Metrics *Metrics
 	// Suspensions says which apps are suspended; nil: none ever is.
 	Suspensions Suspensions
+	// Notify is told how deploys end; nil sends no notifications.
+	Notify Notifier
 }
 
 // Syncer runs jobs. It is the queue's handler, and it is told of every stored job (Stored).
@@ -131,6 +140,7 @@ type Syncer struct {
 	notes   chan []queue.Job
 	// suspensions is nil when apps cannot be suspended (tests).
 	suspensions Suspensions
+	notify      Notifier
 
 	// learned is each app's inputs outside its path as this process last recorded them.
 	learnedMu sync.Mutex
@@ -142,7 +152,7 @@ type Syncer struct {
 func New(repos []Repo, apps []App, p Parts, opts Options) *Syncer {
 	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: p.Fetch, apply: p.Apply, cluster: p.Cluster, charts: p.Charts,
 		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{},
-		suspensions: p.Suspensions}
+		suspensions: p.Suspensions, notify: p.Notify}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.Default()
 	}
@@ -241,3 +251,65 @@ func short(sha string) string {
 
 // errDependencyFailed ends a dependent's sync when an app it depends on failed.
 var errDependencyFailed = errors.New("dependency failed")
+
+// notify tells the notifier how a deploy ends as state, before the app's state is updated.
+// Previews send nothing (their commit status is on the pull request).
+func (r *run) notify(ctx context.Context, state queue.State) {
+	if r.s.notify == nil || r.job.Kind != queue.KindDeploy {
+		return
+	}
+	if _, configured := r.s.apps[r.job.App]; !configured {
+		return
+	}
+	prev, _, err := r.s.store.AppState(context.WithoutCancel(ctx), r.job.App)
+	if err != nil {
+		r.log.Info("app state not read; the notification takes the app as new", "err", err)
+	}
+	kind, ok := eventKind(prev, r.job, state)
+	if !ok {
+		return
+	}
+	ev := queue.Event{SyncID: r.job.ID, Kind: kind, App: r.job.App, Repo: r.job.Repo, RepoURL: r.repo.Source.URL,
+		Provider: r.repo.Source.Provider, Ref: r.job.Ref, SHA: r.job.SHA, SyncKind: r.job.Kind, Trigger: r.job.Trigger,
+		State: state, Message: r.rec.Message, URL: r.s.SyncURL(r.job.ID), At: r.s.opts.Now().UTC()}
+	if r.rec.FinishedAt != nil {
+		ev.At = r.rec.FinishedAt.UTC()
+	}
+	if r.rec.Error != nil {
+		ev.Stage, ev.Object = r.rec.Error.Stage, r.rec.Error.Object
+	}
+	if err := r.s.notify.Notify(ctx, ev); err != nil {
+		r.log.Warn("notification not queued", "event", kind, "err", err)
+	}
+}
+
+// eventKind is the event a deploy of job ending as state sends, given the app's state before it;
+// ok is false when it is no news: a commit that failed last time failing again, a commit that
+// already succeeded succeeding again (start-up, "already applied", a manual re-sync), a
+// self-heal repair (which never recovers the commit that failed), or a start-up or self-heal
+// re-sync that was not run (like its status, that is not worth a message).
+func eventKind(prev queue.AppState, job queue.Job, state queue.State) (queue.EventKind, bool) {
+	switch state {
+	case queue.StateSkipped:
+		if quiet(job) {
+			return "", false
+		}
+		return queue.EventSuperseded, true
+	case queue.StateFailed:
+		if prev.State == queue.StateFailed && prev.SHA == job.SHA {
+			return "", false
+		}
+		return queue.EventFailed, true
+	case queue.StateSucceeded:
+		switch {
+		case job.Trigger == queue.TriggerDrift:
+			return "", false
+		case prev.State == queue.StateFailed:
+			return queue.EventRecovered, true
+		case prev.State == queue.StateSucceeded && prev.SHA == job.SHA:
+			return "", false
+		}
+		return queue.EventSucceeded, true
+	}
+	return "", false
+}

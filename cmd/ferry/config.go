@@ -17,6 +17,7 @@ import (
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/ghapp"
+	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/render/sops"
 	"github.com/ferrygitops/ferry/syncer/source"
@@ -73,6 +74,8 @@ type Config struct {
 	APITokens []APIToken `json:"apiTokens,omitempty"`
 	// AuthProxy trusts an authenticating proxy's user header as well (see AuthProxyConf).
 	AuthProxy *AuthProxyConf `json:"authProxy,omitempty"`
+	// Notify are the chats and webhooks told how deploys end.
+	Notify []NotifyConf `json:"notify,omitempty"`
 }
 
 // APIToken is a bearer token of the write API, by reference like every secret, and the name
@@ -214,6 +217,8 @@ type Secrets struct {
 	Keys map[string]*sops.Keys
 	// ChartAuth are the credentials of the apps' remote charts that need them.
 	ChartAuth map[string]*charts.Credentials
+	// Notify are the notification targets, with their URLs and signing keys.
+	Notify []notify.Target
 }
 
 // ParseConfig validates a config document; see LoadConfig.
@@ -268,6 +273,9 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 		errs = append(errs, err)
 	}
 	sec.Keys, sec.ChartAuth = keys, auth
+	if sec.Notify, err = resolveNotify(&c, getenv); err != nil {
+		errs = append(errs, err)
+	}
 	for i, tok := range c.APITokens {
 		v, err := tok.ref().resolve(getenv)
 		if err != nil {
@@ -394,6 +402,7 @@ func (c *Config) validate() error {
 		}
 	}
 	c.validateAuth(bad)
+	c.validateNotify(bad)
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {
 			bad("apps: dependsOn has a cycle: %s", strings.Join(cycle, " → "))

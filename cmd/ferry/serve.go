@@ -19,6 +19,7 @@ import (
 	"github.com/ferrygitops/ferry/server"
 	"github.com/ferrygitops/ferry/syncer"
 	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
 	"github.com/ferrygitops/ferry/syncer/status"
@@ -40,7 +41,8 @@ const (
 )
 
 // serve runs ferry until ctx is cancelled, then shuts down in order: stop accepting hooks, stop
-// taking jobs, let running syncs finish, close NATS.
+// taking jobs, let running syncs finish, store their notifications, finish the notifications
+// being sent, close NATS.
 func serve(ctx context.Context, o serveOptions, getenv func(string) string, stderr io.Writer) error {
 	log, err := newLogger(o, stderr)
 	if err != nil {
@@ -97,9 +99,20 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	sopts := syncer.DefaultOptions()
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
 	sopts.Render.Limits = cfg.RenderLimits.render()
+	notices, err := queue.NewNotifications(setupCtx, q.JetStream(), queue.NotifyOptions{Replicas: o.NATSReplicas, Logger: log.With("part", "notify")})
+	if err != nil {
+		return err
+	}
+	nmetrics := notify.NewMetrics(reg)
+	// The targets' consumers exist before any sync may publish, so that none misses an event.
+	dispatcher, err := notify.NewDispatcher(setupCtx, notices, sec.Notify, notifyOptions(cfg, log, nmetrics))
+	if err != nil {
+		return err
+	}
+	publisher := notify.NewPublisher(notices, log.With("part", "notify"), nmetrics)
 	chartCache := charts.NewFetcher(filepath.Join(o.DataDir, "charts"), &http.Client{Timeout: chartTimeout})
 	s := syncer.New(repos, syncerApps(cfg, sec), syncer.Parts{Fetch: cache, Apply: engine, Cluster: engine, Charts: chartCache,
-		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg), Suspensions: suspensions}, sopts)
+		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg), Suspensions: suspensions, Notify: notifier(sec, publisher)}, sopts)
 	enq := &enqueuer{q: q, notify: s}
 	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
 	apiOpts := handlers.ResyncOptions{Logger: log.With("part", "api"), NewID: queue.NewID, URL: s.SyncURL, Repos: sourceRepos(repos)}
@@ -155,6 +168,20 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 		}
 	})
 
+	// Notifications outlive the workers: the publisher stores the events of the last syncs, and
+	// this replica's dispatcher goes on sending until then.
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPub()
+	dispCtx, stopDisp := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDisp()
+	var pubDone, dispDone sync.WaitGroup
+	pubDone.Go(func() { publisher.Run(pubCtx) })
+	dispDone.Go(func() {
+		if err := dispatcher.Run(dispCtx); err != nil {
+			log.Error("notifications stopped; events wait in the stream", "err", err)
+		}
+	})
+
 	poller := s.NewPoller(cache, enq, syncer.PollOptions{Interval: pollIntervals(cfg), SelfHeal: selfHeal(cfg), Logger: log.With("part", "poll")})
 	wg.Go(func() { poller.Run(work) })
 
@@ -171,6 +198,10 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	}
 	stopWork()
 	consumeDone.Wait()
+	stopPub()
+	pubDone.Wait()
+	stopDisp()
+	dispDone.Wait()
 	wg.Wait()
 	log.Info("ferry stopped")
 	return err

@@ -12,6 +12,7 @@ import (
 	"github.com/ferrygitops/ferry/syncer"
 	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/ghapp"
+	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
@@ -203,4 +204,20 @@ func forgeReporter(r RepoConf, hc *http.Client, token string, app *ghapp.App) (s
 		return nil, err
 	}
 	return status.Tee(rep, notes), nil
+}
+
+// notifyOptions are the dispatcher's settings: CloudEvents come from ferry's external URL.
+func notifyOptions(cfg *Config, log *slog.Logger, m *notify.Metrics) notify.Options {
+	o := notify.DefaultOptions()
+	o.Source, o.UserAgent, o.Logger, o.Metrics = cfg.ExternalURL, "ferry/"+buildVersion(), log.With("part", "notify"), m
+	return o
+}
+
+// notifier is what the syncer tells of finished deploys: the publisher, or nothing when no
+// target is configured.
+func notifier(sec *Secrets, p *notify.Publisher) syncer.Notifier {
+	if len(sec.Notify) == 0 {
+		return nil
+	}
+	return p
 }
