@@ -93,7 +93,13 @@ func NewResync(apps []ResyncApp, tokens [][]byte, resolve HeadResolver, q Enqueu
 func (r *Resync) authorized(req *http.Request) bool {
 	h := req.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	return ok && r.TokenValid(tok)
+}
+
+// TokenValid reports whether tok is one of the configured API tokens, compared as the bearer
+// token is (fixed-length digests, constant time); the dashboard's sign-in uses it too.
+func (r *Resync) TokenValid(tok string) bool {
+	if tok == "" {
 		return false
 	}
 	got := sha256.Sum256([]byte(tok))
@@ -142,21 +148,36 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	sha, ref, status, err := r.revision(req.Context(), app, strings.TrimSpace(body.Revision))
+	job, status, err := r.Start(req.Context(), app.Name, body.Revision)
 	if err != nil {
 		writeJSON(w, status, map[string]string{"error": err.Error()})
 		return
 	}
+	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: job.SHA, URL: r.opts.URL(job.ID)})
+}
+
+// Start queues a manual resync of app at revision (empty: its branch head), as ServeHTTP does
+// and the dashboard's sync button: it returns the stored job, or an error a user can read with
+// the HTTP status that classifies it (404 unknown app, 400 bad revision, 502 unresolvable,
+// 503 not stored).
+func (r *Resync) Start(ctx context.Context, name, revision string) (queue.Job, int, error) {
+	app, ok := r.apps[name]
+	if !ok {
+		return queue.Job{}, http.StatusNotFound, fmt.Errorf("no app named %q", truncateName(name))
+	}
+	sha, ref, status, err := r.revision(ctx, app, strings.TrimSpace(revision))
+	if err != nil {
+		return queue.Job{}, status, err
+	}
 	job := queue.Job{ID: r.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerManual, Repo: app.Repo, App: app.Name,
 		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC()}
 	// The delivery id is new, so the job is never a duplicate.
-	if _, err := r.queue.Enqueue(req.Context(), []queue.Job{job}); err != nil {
+	if _, err := r.queue.Enqueue(ctx, []queue.Job{job}); err != nil {
 		r.opts.Logger.Warn("resync not stored", "app", app.Name, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the job could not be stored; try again"})
-		return
+		return queue.Job{}, http.StatusServiceUnavailable, errors.New("the job could not be stored; try again")
 	}
 	r.opts.Logger.Info("resync queued", "app", app.Name, "sha", sha, "sync", job.ID)
-	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: sha, URL: r.opts.URL(job.ID)})
+	return job, 0, nil
 }
 
 // revision resolves what to sync to a commit and the full ref it must be reachable from: a full

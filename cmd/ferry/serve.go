@@ -107,6 +107,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	}
 	srv := server.New(server.Config{
 		Hooks: hooks, Resync: resync, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
+		Steering: steering{resync: resync}, Tokens: resync, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL,
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
@@ -288,3 +289,32 @@ func reporter(r RepoConf, sec *Secrets, log *slog.Logger) status.Reporter {
 	ropts.Logger = log.With("repo", r.Name)
 	return status.Dedup(status.Retry(rep, ropts))
 }
+
+// steering does what the dashboard's buttons ask: a sync goes through the resync API's own
+// logic (handlers.Resync.Start); suspend and resume are not in this build.
+type steering struct {
+	resync *handlers.Resync
+}
+
+var _ server.Steering = steering{}
+
+func (st steering) Sync(ctx context.Context, app, revision string, _ bool, by string) (string, error) {
+	job, code, err := st.resync.Start(ctx, app, revision)
+	switch {
+	case err == nil:
+		return job.ID, nil
+	case code == http.StatusNotFound:
+		return "", fmt.Errorf("%w: %w", server.ErrUnknownApp, err)
+	case code == http.StatusBadRequest || code == http.StatusBadGateway:
+		return "", fmt.Errorf("%w: %w", server.ErrRefused, err)
+	}
+	return "", fmt.Errorf("sync of %s asked by %s: %w", app, by, err)
+}
+
+func (steering) Suspend(context.Context, string, string, string) error { return server.ErrUnavailable }
+
+func (steering) Resume(context.Context, string, string) (string, error) {
+	return "", server.ErrUnavailable
+}
+
+func (steering) Suspension(context.Context, string) (*server.Suspension, error) { return nil, nil }
