@@ -51,6 +51,9 @@ var (
 const (
 	// maxRevision bounds the revision a sync form may name.
 	maxRevision = 255
+	// recordWait bounds how long a button's answer waits for the new sync's record to be
+	// written before it leads to the sync's page.
+	recordWait = 10 * time.Second
 	// maxReason bounds a suspension's reason.
 	maxReason = 500
 	// rowHistory is how many of an app's last syncs the app list reads to find its last deploy.
@@ -261,11 +264,23 @@ func (s *Server) action(verb string) http.HandlerFunc {
 		}
 		s.cfg.Logger.Info("dashboard action", "action", verb, "app", name, "user", sess.User, "sync", id)
 		if id != "" {
+			s.awaitRecord(r.Context(), id)
 			http.Redirect(w, r, "/syncs/"+url.PathEscape(id), http.StatusSeeOther)
 			return
 		}
 		http.Redirect(w, r, "/apps/"+url.PathEscape(name)+"?done="+verb, http.StatusSeeOther)
 	}
+}
+
+// awaitRecord waits, up to recordWait, until the sync just queued has its record (the syncer
+// writes it as it takes note of the stored job), so that the page the button leads to shows it.
+func (s *Server) awaitRecord(ctx context.Context, id string) {
+	if s.cfg.Watch == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, recordWait)
+	defer cancel()
+	_ = s.cfg.Watch.WatchSync(ctx, id, func(queue.Record) bool { return false })
 }
 
 // actionFailed shows why a button did nothing, with the status that classifies it.
