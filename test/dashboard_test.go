@@ -166,6 +166,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("forged requests made %d syncs", after-before)
 	}
 
+	// A second tab keeps the dashboard open: its list follows the syncs below as they happen.
+	board, closeBoard := chromedp.NewContext(browser)
+	t.Cleanup(closeBoard)
+	if err := chromedp.Do(board); err != nil { // opens the tab, with no deadline on it
+		t.Fatalf("open a tab: %v", err)
+	}
+	do(t, board, "keep the dashboard open", chromedp.Navigate(f.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`#apps`)))
+	waitFor(t, board, "the dashboard listens for syncs", `!document.querySelector('#live-note').hidden`)
+	eval[bool](t, board, `(window.ferryTestMark = "no reload", true)`)
+
 	// A commit that adds a Pod which stays unready until the test says so: press sync and follow
 	// the sync live on its page, from queued (or running) to success, without a reload.
 	second := repo.Commit(t, "main", "slow: add the gated pod", gatedApp("two", true))
@@ -224,6 +234,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	waitRecord(t, f, "slow", 90*time.Second, "succeeded "+short7(second), func(r queue.Record) bool { return r.ID == id && r.State == queue.StateSucceeded })
 
+	// Meanwhile the open dashboard showed both apps' new syncs, without a reload.
+	waitFor(t, board, "the open dashboard shows the new commit", `document.querySelector('#apps tr[data-app="slow"] .cell-commit').textContent === "`+second[:7]+`" && document.querySelector('#apps tr[data-app="slow"] .cell-state').textContent.includes("succeeded") && document.querySelector('#apps tr[data-app="web"] .cell-commit').textContent === "`+second[:7]+`"`)
+	if mark := eval[string](t, board, `String(window.ferryTestMark)`); mark != "no reload" {
+		t.Errorf("the dashboard was reloaded (mark %q): its list did not update live", mark)
+	}
+
 	// Suspend and resume from their buttons.
 	t.Run("suspend and resume", func(t *testing.T) {
 		do(t, browser, "press suspend",
@@ -231,8 +247,8 @@ func TestDashboardInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#suspend-button`)),
 			chromedp.SendKeys(chromedp.CSS(`#reason`), "e2e incident"),
 			chromedp.Click(chromedp.CSS(`#suspend-button`)),
-			chromedp.WaitVisible(chromedp.CSS(`main h1`)))
-		waitFor(t, browser, "the suspend answer", `!location.search && location.pathname === "/apps/slow/suspend" || location.search.includes("done=suspend")`)
+			// The answer: the app page with its suspended badge, or a refusal.
+			chromedp.WaitVisible(chromedp.CSS(`div[role=alert], h1 .badge.suspended`)))
 		text := eval[string](t, browser, `document.body.innerText`)
 		if strings.Contains(text, "not available in this build") {
 			t.Skip("suspend/resume: this build's Steering answers \"not available\" (ErrUnavailable); the test runs once the suspend store is wired")
