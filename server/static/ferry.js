@@ -62,8 +62,18 @@
         if (!b) return;
         if (b.getAttribute("aria-disabled") === "true") return;
         b.setAttribute("aria-disabled", "true");
+        b.dataset.label = b.textContent;
         b.textContent = f.getAttribute("data-busy");
         setTimeout(function () { b.disabled = true; }, 0);
+      });
+    });
+    // Coming back to the page from the browser's history brings its buttons back too.
+    window.addEventListener("pageshow", function (ev) {
+      if (!ev.persisted) return;
+      Array.prototype.forEach.call(document.querySelectorAll("form[data-busy] button[type=submit]"), function (b) {
+        b.disabled = false;
+        b.removeAttribute("aria-disabled");
+        if (b.dataset.label) b.textContent = b.dataset.label;
       });
     });
   }
