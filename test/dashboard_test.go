@@ -122,6 +122,25 @@ func TestDashboardInBrowser(t *testing.T) {
 	if n := eval[int](t, browser, `document.querySelectorAll('svg a.node').length + document.querySelectorAll('svg path.edge').length`); n != 3 {
 		t.Errorf("the graph draws %d nodes and edges, want 2 apps and 1 edge", n)
 	}
+	// On a phone the list fits the screen: nothing scrolls sideways.
+	do(t, browser, "phone viewport", chromedp.EmulateViewport(375, 740), chromedp.Navigate(f.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`#apps`)))
+	if wide := eval[int](t, browser, `document.documentElement.scrollWidth - window.innerWidth`); wide > 0 {
+		t.Errorf("on a 375px-wide screen the dashboard scrolls %dpx sideways", wide)
+	}
+	// FERRY_SCREENSHOTS=<dir> keeps a phone-sized and a desktop-sized picture of the dashboard there.
+	if os.Getenv("FERRY_SCREENSHOTS") != "" {
+		for _, w := range []int64{375, 1200} {
+			do(t, browser, "viewport", chromedp.EmulateViewport(w, 900), chromedp.Navigate(f.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`#apps`)))
+			ctx, cancel := context.WithTimeout(browser, browserStep)
+			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			cancel()
+			if err == nil {
+				_ = os.WriteFile(fmt.Sprintf("%s/dashboard-%d.png", os.Getenv("FERRY_SCREENSHOTS"), w), png, 0o644)
+			}
+		}
+	}
+	do(t, browser, "desktop viewport", chromedp.EmulateViewport(1200, 900), chromedp.Navigate(f.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`#apps`)))
+
 	// The filter works in the page, without a round trip, and keeps its address.
 	do(t, browser, "filter", chromedp.SendKeys(chromedp.CSS(`#f-q`), "web"))
 	waitFor(t, browser, "the filter hides slow", `document.querySelector('#apps tr[data-app="slow"]').hidden && !document.querySelector('#apps tr[data-app="web"]').hidden && location.search === "?q=web"`)
