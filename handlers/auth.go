@@ -40,6 +40,8 @@ type Via string
 const (
 	ViaToken Via = "token"
 	ViaProxy Via = "proxy"
+	// ViaDashboard is a person signed in to the dashboard (with a token, or through the proxy).
+	ViaDashboard Via = "dashboard"
 )
 
 // Identity is who made an API request: a token's name or the proxy's user.
@@ -90,7 +92,28 @@ func (a *Auth) Identify(r *http.Request) (Identity, bool) {
 // matched.
 func (a *Auth) token(header string) (Identity, bool) {
 	tok, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok || tok == "" {
+	if !ok {
+		return Identity{}, false
+	}
+	return a.tokenIdentity(tok)
+}
+
+// TokenUser returns the name of tok when it is one of the API tokens, compared as a bearer
+// token is: the dashboard's sign-in.
+func (a *Auth) TokenUser(tok string) (string, bool) {
+	id, ok := a.tokenIdentity(tok)
+	return id.Name, ok
+}
+
+// ProxyUser returns the user a trusted authenticating proxy names on r: the dashboard's
+// sessions of proxy users.
+func (a *Auth) ProxyUser(r *http.Request) (string, bool) {
+	id, ok := a.proxyUser(r)
+	return id.Name, ok
+}
+
+func (a *Auth) tokenIdentity(tok string) (Identity, bool) {
+	if tok == "" {
 		return Identity{}, false
 	}
 	got := sha256.Sum256([]byte(tok))

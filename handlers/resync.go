@@ -129,24 +129,41 @@ func (r *Resync) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	if !body.Force && refuseSuspended(req.Context(), w, r.suspended, r.opts.Logger, app.Name) {
+	job, err := r.Start(req.Context(), app.Name, body.Revision, body.Force, who)
+	if err != nil {
+		writeRequestError(w, err)
 		return
 	}
-	sha, ref, status, err := r.revision(req.Context(), app, strings.TrimSpace(body.Revision))
+	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: job.SHA, URL: r.opts.URL(job.ID)})
+}
+
+// Start queues a manual resync of app name at revision (empty: its branch head) for who, as
+// ServeHTTP does for the API and the dashboard's sync button does for a signed-in person. A
+// suspended app is refused unless force. Its errors are *RequestError: 404 unknown app, 400 bad
+// revision, 409 suspended, 502 unresolvable on the Git host, 503 not stored or not known.
+func (r *Resync) Start(ctx context.Context, name, revision string, force bool, who Identity) (queue.Job, error) {
+	app, ok := r.apps[name]
+	if !ok {
+		return queue.Job{}, &RequestError{Status: http.StatusNotFound, Message: fmt.Sprintf("no app named %q", truncateName(name))}
+	}
+	if !force {
+		if err := checkSuspended(ctx, r.suspended, r.opts.Logger, app.Name); err != nil {
+			return queue.Job{}, err
+		}
+	}
+	sha, ref, status, err := r.revision(ctx, app, strings.TrimSpace(revision))
 	if err != nil {
-		writeJSON(w, status, map[string]string{"error": err.Error()})
-		return
+		return queue.Job{}, &RequestError{Status: status, Message: err.Error()}
 	}
 	job := queue.Job{ID: r.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerManual, Repo: app.Repo, App: app.Name,
-		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC(), Force: body.Force}
+		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC(), Force: force}
 	// The delivery id is new, so the job is never a duplicate.
-	if _, err := r.queue.Enqueue(req.Context(), []queue.Job{job}); err != nil {
+	if _, err := r.queue.Enqueue(ctx, []queue.Job{job}); err != nil {
 		r.opts.Logger.Warn("resync not stored", "app", app.Name, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the job could not be stored; try again"})
-		return
+		return queue.Job{}, &RequestError{Status: http.StatusServiceUnavailable, Message: "the job could not be stored; try again"}
 	}
-	r.opts.Logger.Info("resync queued", "app", app.Name, "sha", sha, "sync", job.ID, "by", who.Name, "via", who.Via, "force", body.Force)
-	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: sha, URL: r.opts.URL(job.ID)})
+	r.opts.Logger.Info("resync queued", "app", app.Name, "sha", sha, "sync", job.ID, "by", who.Name, "via", who.Via, "force", force)
+	return job, nil
 }
 
 // revision resolves what to sync to a commit and the full ref it must be reachable from: a full

@@ -90,21 +90,35 @@ func (s *Suspender) Suspend(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	reason := strings.TrimSpace(body.Reason)
-	if len(reason) > queue.MaxSuspendReason {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("reason is longer than %d bytes", queue.MaxSuspendReason)})
+	sus, err := s.SuspendApp(req.Context(), app.Name, who, body.Reason)
+	if err != nil {
+		writeRequestError(w, err)
 		return
 	}
-	sus, changed, err := s.store.Suspend(req.Context(), app.Name, who.Name, reason)
+	writeJSON(w, http.StatusOK, sus)
+}
+
+// SuspendApp suspends app name for who, with reason (trimmed): the API's Suspend and the
+// dashboard's button. Its errors are *RequestError: 404 unknown app, 400 a reason over
+// queue.MaxSuspendReason bytes, 503 not stored.
+func (s *Suspender) SuspendApp(ctx context.Context, name string, who Identity, reason string) (queue.Suspension, error) {
+	app, ok := s.apps[name]
+	if !ok {
+		return queue.Suspension{}, &RequestError{Status: http.StatusNotFound, Message: fmt.Sprintf("no app named %q", truncateName(name))}
+	}
+	reason = strings.TrimSpace(reason)
+	if len(reason) > queue.MaxSuspendReason {
+		return queue.Suspension{}, &RequestError{Status: http.StatusBadRequest, Message: fmt.Sprintf("reason is longer than %d bytes", queue.MaxSuspendReason)}
+	}
+	sus, changed, err := s.store.Suspend(ctx, app.Name, who.Name, reason)
 	if err != nil {
 		s.opts.Logger.Warn("suspension not stored", "app", app.Name, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the suspension could not be stored; try again"})
-		return
+		return queue.Suspension{}, &RequestError{Status: http.StatusServiceUnavailable, Message: "the suspension could not be stored; try again"}
 	}
 	if changed {
 		s.opts.Logger.Info("app suspended", "app", app.Name, "by", who.Name, "via", who.Via, "reason", reason)
 	}
-	writeJSON(w, http.StatusOK, sus)
+	return sus, nil
 }
 
 // Resume lifts the suspension and queues a sync of the app's branch head, answering 202 with
@@ -116,58 +130,96 @@ func (s *Suspender) Resume(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
+	sus, job, err := s.ResumeApp(req.Context(), app.Name, who)
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	if job == nil {
+		writeJSON(w, http.StatusOK, sus)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: job.SHA, URL: s.opts.URL(job.ID)})
+}
+
+// ResumeApp lifts app name's suspension for who and queues a sync of its branch head, which it
+// returns; an app following a branch pattern has no head to sync (job is nil). The head is
+// resolved before anything changes, so that a Git host that cannot answer leaves the app as it
+// was and the caller can simply try again. Its errors are *RequestError: 404 unknown app, 502
+// head not resolved (the app is unchanged), 503 not stored.
+func (s *Suspender) ResumeApp(ctx context.Context, name string, who Identity) (queue.Suspension, *queue.Job, error) {
+	app, ok := s.apps[name]
+	if !ok {
+		return queue.Suspension{}, nil, &RequestError{Status: http.StatusNotFound, Message: fmt.Sprintf("no app named %q", truncateName(name))}
+	}
 	glob := strings.ContainsAny(app.Branch, "*?[")
 	var head string
 	if !glob {
-		// The head is resolved before anything changes, so that a Git host that cannot
-		// answer leaves the app as it was and the caller can simply try again.
 		repo, ok := s.opts.Repos[app.Repo]
 		if !ok {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": fmt.Sprintf("repo %s of app %s has no source", app.Repo, app.Name)})
-			return
+			return queue.Suspension{}, nil, &RequestError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("repo %s of app %s has no source", app.Repo, app.Name)}
 		}
 		var err error
-		if head, err = s.resolve.Head(req.Context(), repo, "refs/heads/"+app.Branch); err != nil {
+		if head, err = s.resolve.Head(ctx, repo, "refs/heads/"+app.Branch); err != nil {
 			s.opts.Logger.Warn("resume: cannot resolve the branch head", "app", app.Name, "err", err)
-			writeJSON(w, http.StatusBadGateway, map[string]string{"error": fmt.Sprintf("cannot resolve branch %s on repo %s; the app is unchanged", app.Branch, app.Repo)})
-			return
+			return queue.Suspension{}, nil, &RequestError{Status: http.StatusBadGateway, Message: fmt.Sprintf("cannot resolve branch %s on repo %s; the app is unchanged", app.Branch, app.Repo)}
 		}
 	}
-	sus, changed, err := s.store.Resume(req.Context(), app.Name, who.Name)
+	sus, changed, err := s.store.Resume(ctx, app.Name, who.Name)
 	if err != nil {
 		s.opts.Logger.Warn("resume not stored", "app", app.Name, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the resume could not be stored; try again"})
-		return
+		return queue.Suspension{}, nil, &RequestError{Status: http.StatusServiceUnavailable, Message: "the resume could not be stored; try again"}
 	}
 	if changed {
 		s.opts.Logger.Info("app resumed", "app", app.Name, "by", who.Name, "via", who.Via)
 	}
 	if glob {
-		writeJSON(w, http.StatusOK, sus)
-		return
+		return sus, nil, nil
 	}
 	job := queue.Job{ID: s.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerResume, Repo: app.Repo, App: app.Name,
 		Ref: "refs/heads/" + app.Branch, SHA: head, DeliveryID: "resume-" + s.opts.NewID(), EnqueuedAt: s.opts.Now().UTC()}
-	if _, err := s.queue.Enqueue(req.Context(), []queue.Job{job}); err != nil {
+	if _, err := s.queue.Enqueue(ctx, []queue.Job{job}); err != nil {
 		s.opts.Logger.Warn("resume: sync of the head not stored", "app", app.Name, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the app is resumed, but the sync of its head could not be stored; the next poll syncs it, or try again"})
-		return
+		return sus, nil, &RequestError{Status: http.StatusServiceUnavailable, Message: "the app is resumed, but the sync of its head could not be stored; the next poll syncs it, or try again"}
 	}
 	s.opts.Logger.Info("resume: head queued", "app", app.Name, "sha", head, "sync", job.ID, "by", who.Name)
-	writeJSON(w, http.StatusAccepted, resyncResponse{ID: job.ID, App: app.Name, SHA: head, URL: s.opts.URL(job.ID)})
+	return sus, &job, nil
 }
 
-// refuseSuspended answers 409 when app is suspended (503 when that cannot be told) and says
-// whether it did.
-func refuseSuspended(ctx context.Context, w http.ResponseWriter, store SuspensionReader, log *slog.Logger, app string) bool {
+// RequestError is a write request refused or failed, with the HTTP status that classifies it and
+// the words a person can act on; a 409 for a suspended app carries the suspension.
+type RequestError struct {
+	Status     int
+	Message    string
+	Suspension *queue.Suspension
+}
+
+func (e *RequestError) Error() string { return e.Message }
+
+// writeRequestError answers err: a *RequestError with its status, anything else as 500.
+func writeRequestError(w http.ResponseWriter, err error) {
+	re, ok := errors.AsType[*RequestError](err)
+	if !ok {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	body := map[string]any{"error": re.Message}
+	if re.Suspension != nil {
+		body["suspension"] = re.Suspension
+	}
+	writeJSON(w, re.Status, body)
+}
+
+// checkSuspended refuses (409) a sync of app when it is suspended, and says so (503) when that
+// cannot be told.
+func checkSuspended(ctx context.Context, store SuspensionReader, log *slog.Logger, app string) error {
 	sus, err := store.Get(ctx, app)
 	if err != nil {
 		log.Warn("suspension not read", "app", app, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cannot tell whether the app is suspended; try again"})
-		return true
+		return &RequestError{Status: http.StatusServiceUnavailable, Message: "cannot tell whether the app is suspended; try again"}
 	}
 	if !sus.Suspended {
-		return false
+		return nil
 	}
 	msg := fmt.Sprintf("app %s is suspended", app)
 	if sus.By != "" {
@@ -180,6 +232,5 @@ func refuseSuspended(ctx context.Context, w http.ResponseWriter, store Suspensio
 		msg += ": " + sus.Reason
 	}
 	msg += `; resume it, or send {"force": true} to sync it anyway`
-	writeJSON(w, http.StatusConflict, map[string]any{"error": msg, "suspension": sus})
-	return true
+	return &RequestError{Status: http.StatusConflict, Message: msg, Suspension: &sus}
 }

@@ -83,6 +83,20 @@ type Config struct {
 	// Gatherer serves /metrics; nil serves an empty registry.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+
+	// Steering does what the dashboard's buttons ask (sync, suspend, resume); nil offers none.
+	Steering Steering
+	// Users checks an API token pasted on the dashboard's sign-in page, and an authenticating
+	// proxy's user; nil offers no sign-in.
+	Users Users
+	// SessionKey signs dashboard sessions and CSRF tokens (SessionKey derives it); empty: no
+	// sign-in and no buttons.
+	SessionKey []byte
+	// ExternalURL is ferry's public address: its origin is accepted on forms, and an https one
+	// makes session cookies Secure.
+	ExternalURL string
+	// Now is the clock of sessions and ages; nil is time.Now.
+	Now func() time.Time
 }
 
 // Server is ferry's HTTP server.
@@ -143,8 +157,16 @@ func (s *Server) Routes() http.Handler {
 			}
 		})
 	})
-	r.Get("/static/ferry.css", serveStylesheet)
+	r.Get("/static/ferry.css", serveAsset("text/css; charset=utf-8", stylesheet, assets.cssVersion))
+	r.Get("/static/ferry.js", serveAsset("text/javascript; charset=utf-8", script, assets.jsVersion))
 	r.Get("/", s.indexPage)
+	r.Get("/apps/{app}", s.appPage)
+	r.Post("/apps/{app}/sync", s.action("sync"))
+	r.Post("/apps/{app}/suspend", s.action("suspend"))
+	r.Post("/apps/{app}/resume", s.action("resume"))
+	r.Get("/login", s.loginPage)
+	r.Post("/login", s.login)
+	r.Post("/logout", s.logout)
 	r.Get("/syncs/{id}", s.syncPage)
 	r.Get("/syncs/{id}/diff", s.fullDiff)
 	return r
@@ -219,14 +241,17 @@ func clientAddr(r *http.Request) string {
 const maxLoggedAddr = 64
 
 // pagePolicy is the Content-Security-Policy of every response. The pages are rendered on the
-// server with no script, no inline style and no frame: they load one stylesheet from ferry and
-// nothing else, and no other site may frame them. A value slipped into a page (a commit
-// message, an apiserver error) can therefore run nothing, load nothing and post nowhere.
-const pagePolicy = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// server; they load one stylesheet and one script from ferry, the script opens event streams
+// to ferry only, forms post to ferry only, and no other site may frame them. No inline script
+// or style runs: a value slipped into a page (a commit message, an apiserver error) can
+// therefore run nothing, load nothing and post nowhere else.
+const pagePolicy = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 // securityHeaders sets the browser-facing protections on every response: the policy above,
 // no framing (X-Frame-Options for browsers that predate frame-ancestors), no content-type
-// sniffing and no referrer leaking a sync page's address to the links it holds.
+// sniffing and no referrer leaking a sync page's address to the links it holds. The referrer
+// policy is same-origin rather than no-referrer: under no-referrer browsers send "Origin: null"
+// with a form, and the dashboard's forms are admitted by their origin (sameOrigin).
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -243,7 +268,7 @@ var (
 	cspValue   = []string{pagePolicy}
 	frameDeny  = []string{"DENY"}
 	noSniff    = []string{"nosniff"}
-	noReferrer = []string{"no-referrer"}
+	noReferrer = []string{"same-origin"}
 )
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

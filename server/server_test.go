@@ -202,9 +202,12 @@ func TestAccessLog(t *testing.T) {
 // served by ferry (style-src 'self').
 func TestPagesSecurityHeaders(t *testing.T) {
 	ts := newTestServer(t, nil)
-	inline := regexp.MustCompile(`(?i)<style|<script|\sstyle\s*=|\son[a-z]+\s*=|javascript:`)
+	inline := regexp.MustCompile(`(?i)<style|\sstyle\s*=|\son[a-z]+\s*=|javascript:`)
+	// A script may only be ferry's own file, loaded by address, with nothing inline.
+	scripts := regexp.MustCompile(`(?i)<script[^>]*>[^<]*</script>|<script`)
+	ownScript := regexp.MustCompile(`^<script src="/static/ferry\.js\?v=[0-9a-f]+" defer></script>$`)
 	stylesheet := regexp.MustCompile(`<link rel="stylesheet" href="([^"]+)">`)
-	for _, path := range []string{"/", "/syncs/0abc", "/syncs/nope", "/api/v1/apps", "/healthz"} {
+	for _, path := range []string{"/", "/apps/api", "/apps/nope", "/login", "/syncs/0abc", "/syncs/nope", "/api/v1/apps", "/healthz"} {
 		t.Run(path, func(t *testing.T) {
 			resp, err := http.Get(ts.URL + path)
 			if err != nil {
@@ -213,10 +216,10 @@ func TestPagesSecurityHeaders(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			for name, want := range map[string]string{
-				"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+				"Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 				"X-Frame-Options":         "DENY",
 				"X-Content-Type-Options":  "nosniff",
-				"Referrer-Policy":         "no-referrer",
+				"Referrer-Policy":         "same-origin",
 			} {
 				if got := resp.Header.Values(name); len(got) != 1 || got[0] != want {
 					t.Errorf("%s = %q, want %q", name, got, want)
@@ -227,6 +230,11 @@ func TestPagesSecurityHeaders(t *testing.T) {
 			}
 			if m := inline.FindString(string(body)); m != "" {
 				t.Errorf("page carries %q, which the policy blocks", m)
+			}
+			for _, tag := range scripts.FindAllString(string(body), -1) {
+				if !ownScript.MatchString(tag) {
+					t.Errorf("page carries script %q; only ferry's own file, by address, may run", tag)
+				}
 			}
 			links := stylesheet.FindAllStringSubmatch(string(body), -1)
 			if len(links) != 1 {

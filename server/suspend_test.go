@@ -141,7 +141,7 @@ func TestSteeringAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &one); err != nil || code != http.StatusOK || !one.Suspended || one.Suspension.By != "ci" {
 		t.Errorf("GET app: %d %s", code, body)
 	}
-	if code, page := get(t, s.url+"/"); code != http.StatusOK || !strings.Contains(page, `<td>api <span class="state suspended">suspended</span></td>`) || strings.Contains(page, `<td>db <span`) {
+	if code, page := get(t, s.url+"/"); code != http.StatusOK || !strings.Contains(page, `<a href="/apps/api">api</a> <span class="badge suspended">⏸ suspended</span>`) || strings.Contains(page, `<a href="/apps/db">db</a> <span`) {
 		t.Errorf("apps page: %d\n%s", code, page)
 	}
 	if code, page := get(t, s.url+"/syncs/"+sampleRecord().ID); code != http.StatusOK || !strings.Contains(page, "App api is suspended by ci since ") || !strings.Contains(page, ": db migration.") {

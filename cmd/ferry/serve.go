@@ -128,9 +128,11 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
+	auth := apiAuth(cfg, sec)
 	srv := server.New(server.Config{
-		Hooks: hooks, Auth: apiAuth(cfg, sec).Require, Resync: resync, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
+		Hooks: hooks, Auth: auth.Require, Resync: resync, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
 		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
+		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL,
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
@@ -330,4 +332,56 @@ func reporter(r RepoConf, sec *Secrets, log *slog.Logger) status.Reporter {
 	ropts := status.DefaultRetryOptions()
 	ropts.Logger = log.With("repo", r.Name)
 	return status.Dedup(status.Retry(rep, ropts))
+}
+
+// steering does what the dashboard's buttons ask, through the write API's own logic: a sync as
+// handlers.Resync.Start, suspend and resume as handlers.Suspender's. The person signed in is the
+// caller, as the API's token or proxy user is.
+type steering struct {
+	resync    *handlers.Resync
+	suspender *handlers.Suspender
+}
+
+var _ server.Steering = steering{}
+
+func (st steering) Sync(ctx context.Context, app, revision string, force bool, by string) (string, error) {
+	job, err := st.resync.Start(ctx, app, revision, force, dashboardCaller(by))
+	if err != nil {
+		return "", steeringError(err)
+	}
+	return job.ID, nil
+}
+
+func (st steering) Suspend(ctx context.Context, app, by, reason string) error {
+	_, err := st.suspender.SuspendApp(ctx, app, dashboardCaller(by), reason)
+	return steeringError(err)
+}
+
+func (st steering) Resume(ctx context.Context, app, by string) (string, error) {
+	_, job, err := st.suspender.ResumeApp(ctx, app, dashboardCaller(by))
+	if err != nil || job == nil {
+		return "", steeringError(err)
+	}
+	return job.ID, nil
+}
+
+func dashboardCaller(by string) handlers.Identity {
+	return handlers.Identity{Name: by, Via: handlers.ViaDashboard}
+}
+
+// steeringError classifies the write API's refusals as the dashboard shows them.
+func steeringError(err error) error {
+	re, ok := errors.AsType[*handlers.RequestError](err)
+	if !ok {
+		return err
+	}
+	switch re.Status {
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %w", server.ErrUnknownApp, err)
+	case http.StatusConflict:
+		return fmt.Errorf("%w: %w", server.ErrSuspended, err)
+	case http.StatusBadRequest, http.StatusBadGateway:
+		return fmt.Errorf("%w: %w", server.ErrRefused, err)
+	}
+	return err
 }
