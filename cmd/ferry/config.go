@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/render/sops"
 	"github.com/ferrygitops/ferry/syncer/source"
@@ -67,6 +68,10 @@ type Config struct {
 	Repos              []RepoConf  `json:"repos"`
 	Apps               []AppConf   `json:"apps"`
 	APITokens          []SecretRef `json:"apiTokens,omitempty"`
+	// HealthChecks are per-kind health rules in CEL; see health_config.go.
+	HealthChecks []HealthCheckConf `json:"healthChecks,omitempty"`
+	// health is HealthChecks compiled, with the built-in rules.
+	health *apply.HealthChecks
 }
 
 // RepoConf is one Git repository and the forge it lives on.
@@ -332,6 +337,9 @@ func (c *Config) validate() error {
 				bad("app %s: depends on itself", a.Name)
 			}
 		}
+	}
+	if err := c.compileHealthChecks(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {

@@ -71,7 +71,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 		return err
 	}
 	applyOpts := apply.DefaultOptions()
-	applyOpts.Logger = log.With("part", "apply")
+	applyOpts.Logger, applyOpts.HealthChecks = log.With("part", "apply"), cfg.health
 	if cfg.InventoryNamespace != "" {
 		applyOpts.InventoryNamespace = cfg.InventoryNamespace
 	}
