@@ -5,12 +5,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the syncer's Prometheus series, registered on the registry main gives it.
+// Metrics are the syncer's Prometheus series, registered on the registry main gives it. Apps and
+// kinds come from the configuration, so label values are bounded; commits and ids never label.
 type Metrics struct {
 	syncs        *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	statusErrors prometheus.Counter
+	objects      *prometheus.CounterVec
+	lastSuccess  *prometheus.GaugeVec
 }
+
+// objectActions are the actions ferry_objects_applied_total counts (a record's Counts keys).
+var objectActions = []string{"created", "configured", "unchanged", "pruned"}
 
 // NewMetrics registers the syncer's series on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -25,8 +31,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		statusErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_status_post_errors_total", Help: "Commit statuses that could not be posted after retries.",
 		}),
+		objects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_objects_applied_total",
+			Help: "Objects handled by finished deploys, by app and action (created, configured, unchanged, pruned).",
+		}, []string{"app", "action"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_app_last_success_timestamp_seconds",
+			Help: "Unix time at which the app's last successful deploy finished (absent until one does, in this process).",
+		}, []string{"app"}),
 	}
-	reg.MustRegister(m.syncs, m.duration, m.statusErrors)
+	reg.MustRegister(m.syncs, m.duration, m.statusErrors, m.objects, m.lastSuccess)
 	return m
 }
 
@@ -34,5 +48,21 @@ func (m *Metrics) finished(job queue.Job, state queue.State, seconds float64) {
 	m.syncs.WithLabelValues(job.App, string(job.Kind), string(state)).Inc()
 	if seconds > 0 {
 		m.duration.WithLabelValues(job.App, string(job.Kind)).Observe(seconds)
+	}
+}
+
+// recorded counts what a deploy's terminal record says it did to the cluster, and when an app
+// last deployed successfully. Previews change nothing and are not counted.
+func (m *Metrics) recorded(job queue.Job, rec queue.Record) {
+	if m == nil || job.Kind != queue.KindDeploy {
+		return
+	}
+	for _, a := range objectActions {
+		if n := rec.Counts[a]; n > 0 {
+			m.objects.WithLabelValues(job.App, a).Add(float64(n))
+		}
+	}
+	if rec.State == queue.StateSucceeded && rec.FinishedAt != nil {
+		m.lastSuccess.WithLabelValues(job.App).Set(float64(rec.FinishedAt.UnixMilli()) / 1e3)
 	}
 }

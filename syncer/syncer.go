@@ -112,6 +112,8 @@ type Parts struct {
 	Store   Store
 	Backlog Backlog
 	Metrics *Metrics
+	// Events, when set, is told of every finished deploy.
+	Events Events
 }
 
 // Syncer runs jobs. It is the queue's handler, and it is told of every stored job (Stored).
@@ -126,6 +128,7 @@ type Syncer struct {
 	backlog Backlog
 	opts    Options
 	metrics *Metrics
+	events  Events
 	notes   chan []queue.Job
 
 	// learned is each app's inputs outside its path as this process last recorded them.
@@ -137,7 +140,7 @@ type Syncer struct {
 // known repository and known dependencies. It trusts that input and checks nothing again.
 func New(repos []Repo, apps []App, p Parts, opts Options) *Syncer {
 	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: p.Fetch, apply: p.Apply, cluster: p.Cluster, charts: p.Charts,
-		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{}}
+		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, events: p.Events, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{}}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.Default()
 	}

@@ -91,8 +91,9 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
 	sopts.Render.Limits = cfg.RenderLimits.render()
 	chartCache := charts.NewFetcher(filepath.Join(o.DataDir, "charts"), &http.Client{Timeout: chartTimeout})
+	events := engine.NewEventRecorder(o.Worker)
 	s := syncer.New(repos, syncerApps(cfg, sec), syncer.Parts{Fetch: cache, Apply: engine, Cluster: engine, Charts: chartCache,
-		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg)}, sopts)
+		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg), Events: events}, sopts)
 	enq := &enqueuer{q: q, notify: s}
 	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
 	resync, err := handlers.NewResync(resyncApps(cfg), sec.APITokens, cache, enq, handlers.ResyncOptions{
@@ -122,6 +123,10 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	log.Info("ferry serving", "version", buildVersion(), "listen", l.Addr().String(), "repos", len(cfg.Repos), "apps", len(cfg.Apps), "workers", copts.Workers, "nats", natsMode(o))
 
 	var wg sync.WaitGroup
+	// Events outlive the workers, so that syncs finishing during shutdown still record theirs.
+	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEvents()
+	wg.Go(func() { events.Run(eventsCtx) })
 	errc := make(chan error, 2)
 	wg.Go(func() {
 		if err := srv.Serve(l); err != nil {
@@ -159,6 +164,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	}
 	stopWork()
 	consumeDone.Wait()
+	stopEvents()
 	wg.Wait()
 	log.Info("ferry stopped")
 	return err
