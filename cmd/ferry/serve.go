@@ -107,7 +107,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	srv := server.New(server.Config{
-		Hooks: hooks, Resync: resync, Records: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
+		Hooks: handlers.NewHookMetrics(reg).Wrap(hooks), Resync: resync, Records: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
