@@ -87,7 +87,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		queue.NewCollector(q, time.Now, log.With("part", "queue")))
-	repos := syncerRepos(cfg, sec, log)
+	repos := syncerRepos(cfg, sec, log, status.NewMetrics(reg, time.Now))
 	sopts := syncer.DefaultOptions()
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
 	sopts.Render.Limits = cfg.RenderLimits.render()
@@ -283,9 +283,10 @@ func newLogger(o serveOptions, w io.Writer) (*slog.Logger, error) {
 	return nil, errors.New("log format must be text or json")
 }
 
-// reporter is repository r's commit-status client as syncs use it: retried and deduplicated;
+// reporter is repository r's commit-status client as syncs use it: each request counted and
+// timed, retried and deduplicated;
 // nil when r has no token, so that no statuses are posted.
-func reporter(r RepoConf, sec *Secrets, log *slog.Logger) status.Reporter {
+func reporter(r RepoConf, sec *Secrets, log *slog.Logger, m *status.Metrics) status.Reporter {
 	rep := sec.Forges[r.Name]
 	if rep == nil {
 		log.Warn("no token for repo: commit statuses will not be posted", "repo", r.Name)
@@ -293,5 +294,5 @@ func reporter(r RepoConf, sec *Secrets, log *slog.Logger) status.Reporter {
 	}
 	ropts := status.DefaultRetryOptions()
 	ropts.Logger = log.With("repo", r.Name)
-	return status.Dedup(status.Retry(rep, ropts))
+	return status.Dedup(status.Retry(m.Measure(rep, r.Name), ropts))
 }
