@@ -79,12 +79,13 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
-	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), MaxFetchBytes: int64(cfg.MaxFetchMiB) << 20, Logger: log.With("part", "git")})
+	reg := prometheus.NewRegistry()
+	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), MaxFetchBytes: int64(cfg.MaxFetchMiB) << 20, Logger: log.With("part", "git"),
+		Metrics: source.NewMetrics(reg)})
 	if err != nil {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		queue.NewCollector(q, time.Now, log.With("part", "queue")))
 	repos := syncerRepos(cfg, sec, log, status.NewMetrics(reg, time.Now))
