@@ -62,6 +62,9 @@ func TestFinishedDeploysRecordEventsAndMetrics(t *testing.T) {
 			t.Errorf("ferry_objects_applied_total{action=%q} = %v, want %v", action, got, want)
 		}
 	}
+	if got := testutil.ToFloat64(w.s.metrics.failing.WithLabelValues("api")); got != 1 {
+		t.Errorf("ferry_app_failing = %v after a failed deploy, want 1", got)
+	}
 	if got := testutil.ToFloat64(w.s.metrics.lastSuccess.WithLabelValues("api")); got != 1_800_000_000 {
 		t.Errorf("ferry_app_last_success_timestamp_seconds = %v, want the first deploy's end", got)
 	}

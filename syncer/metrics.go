@@ -13,6 +13,7 @@ type Metrics struct {
 	statusErrors prometheus.Counter
 	objects      *prometheus.CounterVec
 	lastSuccess  *prometheus.GaugeVec
+	failing      *prometheus.GaugeVec
 }
 
 // objectActions are the actions ferry_objects_applied_total counts (a record's Counts keys).
@@ -39,8 +40,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_app_last_success_timestamp_seconds",
 			Help: "Unix time at which the app's last successful deploy finished (absent until one does, in this process).",
 		}, []string{"app"}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_app_failing",
+			Help: "1 when the app's last finished deploy failed, 0 when it succeeded (absent until one finishes, in this process).",
+		}, []string{"app"}),
 	}
-	reg.MustRegister(m.syncs, m.duration, m.statusErrors, m.objects, m.lastSuccess)
+	reg.MustRegister(m.syncs, m.duration, m.statusErrors, m.objects, m.lastSuccess, m.failing)
 	return m
 }
 
@@ -51,8 +56,8 @@ func (m *Metrics) finished(job queue.Job, state queue.State, seconds float64) {
 	}
 }
 
-// recorded counts what a deploy's terminal record says it did to the cluster, and when an app
-// last deployed successfully. Previews change nothing and are not counted.
+// recorded counts what a deploy's terminal record says it did to the cluster, whether the app is
+// failing, and when it last deployed successfully. Previews change nothing and are not counted.
 func (m *Metrics) recorded(job queue.Job, rec queue.Record) {
 	if m == nil || job.Kind != queue.KindDeploy {
 		return
@@ -62,7 +67,13 @@ func (m *Metrics) recorded(job queue.Job, rec queue.Record) {
 			m.objects.WithLabelValues(job.App, a).Add(float64(n))
 		}
 	}
-	if rec.State == queue.StateSucceeded && rec.FinishedAt != nil {
-		m.lastSuccess.WithLabelValues(job.App).Set(float64(rec.FinishedAt.UnixMilli()) / 1e3)
+	switch rec.State {
+	case queue.StateSucceeded:
+		m.failing.WithLabelValues(job.App).Set(0)
+		if rec.FinishedAt != nil {
+			m.lastSuccess.WithLabelValues(job.App).Set(float64(rec.FinishedAt.UnixMilli()) / 1e3)
+		}
+	case queue.StateFailed:
+		m.failing.WithLabelValues(job.App).Set(1)
 	}
 }
