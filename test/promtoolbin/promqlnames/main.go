@@ -29,13 +29,15 @@ func main() {
 func run(in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	// The parser as Prometheus itself is configured by default.
+	p := parser.NewParser(parser.Options{})
 	var names []string
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" {
 			continue
 		}
-		expr, err := parser.ParseExpr(line)
+		expr, err := p.ParseExpr(line)
 		if err != nil {
 			return fmt.Errorf("line %d: %q: %w", n, line, err)
 		}
