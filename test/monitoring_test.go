@@ -266,7 +266,9 @@ func TestMonitoringOfARealFerry(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"ferry_app_failing", "ferry_hooks_received_total", "ferry_status_posts_total", "ferry_git_fetch_duration_seconds", "ferry_queue_jobs"} {
-		if !slices.ContainsFunc(used, func(u string) bool { return u == name || strings.TrimSuffix(strings.TrimSuffix(u, "_bucket"), "_count") == name }) {
+		if !slices.ContainsFunc(used, func(u string) bool {
+			return u == name || strings.TrimSuffix(strings.TrimSuffix(u, "_bucket"), "_count") == name
+		}) {
 			t.Errorf("%s is served but neither alerted on nor shown", name)
 		}
 	}
