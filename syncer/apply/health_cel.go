@@ -222,10 +222,13 @@ func (e *HealthExprError) Error() string {
 
 func (e *HealthExprError) Unwrap() error { return e.Err }
 
-// evaluate returns the rule's verdict on u. An object whose status speaks of an older generation
-// is in progress whatever the expressions say: its controller has not seen the change yet.
+// evaluate returns the rule's verdict on u. An object being deleted, or whose status speaks of an
+// older generation, is in progress whatever the expressions say: its controller has not caught up.
 func (r *rule) evaluate(u *unstructured.Unstructured) (status.Status, string, error) {
 	obj := u.Object
+	if u.GetDeletionTimestamp() != nil {
+		return status.InProgressStatus, "being deleted", nil
+	}
 	if og, found, _ := unstructured.NestedInt64(obj, "status", "observedGeneration"); found && og != u.GetGeneration() {
 		return status.InProgressStatus, fmt.Sprintf("status is of generation %d, the object is at %d", og, u.GetGeneration()), nil
 	}

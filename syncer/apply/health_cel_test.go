@@ -89,6 +89,11 @@ func TestHealthRuleVerdicts(t *testing.T) {
 		{"pending", fooObject(1, map[string]any{"phase": "Pending"}), status.InProgressStatus, ""},
 		{"none true", fooObject(1, map[string]any{"phase": "Unheard"}), status.InProgressStatus, ""},
 		{"older generation", fooObject(2, map[string]any{"phase": "Ready", "observedGeneration": int64(1)}), status.InProgressStatus, ""},
+		{"being deleted", func() *unstructured.Unstructured {
+			o := fooObject(1, map[string]any{"phase": "Ready"})
+			o.SetDeletionTimestamp(&metav1.Time{Time: time.Unix(1_800_000_000, 0)})
+			return o
+		}(), status.InProgressStatus, ""},
 		{"no status", fooObject(1, nil), status.UnknownStatus, `health check failed of example.com/v1 Foo: expression "status.phase == 'Broken'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,6 +279,9 @@ func TestCustomHealthOnCluster(t *testing.T) {
 			!strings.Contains(ae.Message, "health check failed is true: status.?phase.orValue('') == 'Broken'") {
 			t.Fatalf("sync of a broken object: %v", err)
 		}
+		if IsTransient(err) {
+			t.Error("a failed health check is retried: it should end the sync")
+		}
 	})
 	t.Run("expression error fails the sync naming it", func(t *testing.T) {
 		e := healthEngine(t, HealthCheck{APIVersion: group + "/*", Kind: "Gadget", Current: "status.phase == 'Ready'"})
@@ -283,6 +291,9 @@ func TestCustomHealthOnCluster(t *testing.T) {
 		if !errors.As(err, &ae) || ae.Stage != StageHealth || !errors.As(err, &he) ||
 			!strings.Contains(err.Error(), `expression "status.phase == 'Ready'"`) || !strings.Contains(err.Error(), "no such key: phase") {
 			t.Fatalf("sync with an expression that cannot be evaluated: %v", err)
+		}
+		if IsTransient(err) {
+			t.Error("an expression error is retried: it should end the sync")
 		}
 	})
 }
