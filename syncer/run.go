@@ -220,6 +220,8 @@ func (r *run) retry(ctx context.Context, err error, delay time.Duration) error {
 func (r *run) finish(state queue.State, posted status.State, desc string) {
 	now := r.s.opts.Now()
 	r.rec.State, r.rec.Message, r.rec.FinishedAt, r.rec.Error, r.rec.Status = state, desc, &now, nil, string(posted)
+	r.s.metrics.recorded(r.job, r.rec)
+	r.s.event(r.job, r.rec)
 }
 
 // put stores the record; a record that cannot be stored is logged and does not stop the sync.

@@ -123,6 +123,8 @@ type Parts struct {
 	Suspensions Suspensions
 	// Notify is told how deploys end; nil sends no notifications.
 	Notify Notifier
+	// Events, when set, is told of every finished deploy.
+	Events Events
 }
 
 // Syncer runs jobs. It is the queue's handler, and it is told of every stored job (Stored).
@@ -137,6 +139,7 @@ type Syncer struct {
 	backlog Backlog
 	opts    Options
 	metrics *Metrics
+	events  Events
 	notes   chan []queue.Job
 	// suspensions is nil when apps cannot be suspended (tests).
 	suspensions Suspensions
@@ -152,7 +155,7 @@ type Syncer struct {
 func New(repos []Repo, apps []App, p Parts, opts Options) *Syncer {
 	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: p.Fetch, apply: p.Apply, cluster: p.Cluster, charts: p.Charts,
 		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{},
-		suspensions: p.Suspensions, notify: p.Notify}
+		suspensions: p.Suspensions, notify: p.Notify, events: p.Events}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.Default()
 	}

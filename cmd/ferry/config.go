@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/ghapp"
 	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/render"
@@ -76,6 +77,10 @@ type Config struct {
 	AuthProxy *AuthProxyConf `json:"authProxy,omitempty"`
 	// Notify are the chats and webhooks told how deploys end.
 	Notify []NotifyConf `json:"notify,omitempty"`
+	// HealthChecks are per-kind health rules in CEL; see health_config.go.
+	HealthChecks []HealthCheckConf `json:"healthChecks,omitempty"`
+	// health is HealthChecks compiled, with the built-in rules.
+	health *apply.HealthChecks
 }
 
 // APIToken is a bearer token of the write API, by reference like every secret, and the name
@@ -403,6 +408,9 @@ func (c *Config) validate() error {
 	}
 	c.validateAuth(bad)
 	c.validateNotify(bad)
+	if err := c.compileHealthChecks(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) == 0 {
 		if cycle := findCycle(c.Apps); cycle != nil {
 			bad("apps: dependsOn has a cycle: %s", strings.Join(cycle, " → "))

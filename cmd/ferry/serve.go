@@ -80,7 +80,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 		return err
 	}
 	applyOpts := apply.DefaultOptions()
-	applyOpts.Logger = log.With("part", "apply")
+	applyOpts.Logger, applyOpts.HealthChecks = log.With("part", "apply"), cfg.health
 	if cfg.InventoryNamespace != "" {
 		applyOpts.InventoryNamespace = cfg.InventoryNamespace
 	}
@@ -88,14 +88,16 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
-	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), MaxFetchBytes: int64(cfg.MaxFetchMiB) << 20, Logger: log.With("part", "git")})
+	reg := prometheus.NewRegistry()
+	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), MaxFetchBytes: int64(cfg.MaxFetchMiB) << 20, Logger: log.With("part", "git"),
+		Metrics: source.NewMetrics(reg)})
 	if err != nil {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	repos := syncerRepos(cfg, sec, log)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		queue.NewCollector(q, time.Now, log.With("part", "queue")))
+	repos := syncerRepos(cfg, sec, log, status.NewMetrics(reg, time.Now))
 	sopts := syncer.DefaultOptions()
 	sopts.ExternalURL, sopts.Worker, sopts.Logger = cfg.ExternalURL, o.Worker, log.With("part", "syncer")
 	sopts.Render.Limits = cfg.RenderLimits.render()
@@ -111,8 +113,9 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	}
 	publisher := notify.NewPublisher(notices, log.With("part", "notify"), nmetrics)
 	chartCache := charts.NewFetcher(filepath.Join(o.DataDir, "charts"), &http.Client{Timeout: chartTimeout})
+	events := engine.NewEventRecorder(o.Worker)
 	s := syncer.New(repos, syncerApps(cfg, sec), syncer.Parts{Fetch: cache, Apply: engine, Cluster: engine, Charts: chartCache,
-		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg), Suspensions: suspensions, Notify: notifier(sec, publisher)}, sopts)
+		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg), Suspensions: suspensions, Notify: notifier(sec, publisher), Events: events}, sopts)
 	enq := &enqueuer{q: q, notify: s}
 	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
 	apiOpts := handlers.ResyncOptions{Logger: log.With("part", "api"), NewID: queue.NewID, URL: s.SyncURL, Repos: sourceRepos(repos)}
@@ -130,7 +133,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	}
 	auth := apiAuth(cfg, sec)
 	srv := server.New(server.Config{
-		Hooks: hooks, Auth: auth.Require, Resync: resync, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
+		Hooks: handlers.NewHookMetrics(reg).Wrap(hooks), Auth: auth.Require, Resync: resync, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
 		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
 		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL,
 		Ready: []server.Check{
@@ -148,6 +151,10 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	log.Info("ferry serving", "version", buildVersion(), "listen", l.Addr().String(), "repos", len(cfg.Repos), "apps", len(cfg.Apps), "workers", copts.Workers, "nats", natsMode(o))
 
 	var wg sync.WaitGroup
+	// Events outlive the workers, so that syncs finishing during shutdown still record theirs.
+	eventsCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEvents()
+	wg.Go(func() { events.Run(eventsCtx) })
 	errc := make(chan error, 2)
 	wg.Go(func() {
 		if err := srv.Serve(l); err != nil {
@@ -204,6 +211,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	pubDone.Wait()
 	stopDisp()
 	dispDone.Wait()
+	stopEvents()
 	wg.Wait()
 	log.Info("ferry stopped")
 	return err
@@ -321,9 +329,10 @@ func newLogger(o serveOptions, w io.Writer) (*slog.Logger, error) {
 	return nil, errors.New("log format must be text or json")
 }
 
-// reporter is repository r's commit-status client as syncs use it: retried and deduplicated;
+// reporter is repository r's commit-status client as syncs use it: each request counted and
+// timed, retried and deduplicated;
 // nil when r has no token, so that no statuses are posted.
-func reporter(r RepoConf, sec *Secrets, log *slog.Logger) status.Reporter {
+func reporter(r RepoConf, sec *Secrets, log *slog.Logger, m *status.Metrics) status.Reporter {
 	rep := sec.Forges[r.Name]
 	if rep == nil {
 		log.Warn("no token for repo: commit statuses will not be posted", "repo", r.Name)
@@ -331,7 +340,7 @@ func reporter(r RepoConf, sec *Secrets, log *slog.Logger) status.Reporter {
 	}
 	ropts := status.DefaultRetryOptions()
 	ropts.Logger = log.With("repo", r.Name)
-	return status.Dedup(status.Retry(rep, ropts))
+	return status.Dedup(status.Retry(m.Measure(rep, r.Name), ropts))
 }
 
 // steering does what the dashboard's buttons ask, through the write API's own logic: a sync as

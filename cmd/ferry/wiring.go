@@ -22,14 +22,14 @@ import (
 // The functions below translate the config into each package's own view of it; main is the
 // only place that knows them all.
 
-func syncerRepos(cfg *Config, sec *Secrets, log *slog.Logger) []syncer.Repo {
+func syncerRepos(cfg *Config, sec *Secrets, log *slog.Logger, sm *status.Metrics) []syncer.Repo {
 	var out []syncer.Repo
 	for _, r := range cfg.Repos {
 		out = append(out, syncer.Repo{
 			Name:     r.Name,
 			Source:   source.Repo{Name: r.Name, URL: r.URL, Token: sec.Tokens[r.Name], Credentials: repoCredentials(sec, r.Name), Provider: r.Provider},
 			Branch:   r.Branch,
-			Reporter: reporter(r, sec, log),
+			Reporter: reporter(r, sec, log, sm),
 		})
 	}
 	return out

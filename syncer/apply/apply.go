@@ -91,7 +91,7 @@ func (e *Engine) waitEstablished(ctx context.Context, app string, crds []*desire
 	for _, d := range crds {
 		st := &healthState{d: d, status: status.UnknownStatus, message: "not observed yet"}
 		if u, ok := fresh[d.id.key()]; ok {
-			if st.observe(u); st.status == status.CurrentStatus {
+			if st.observe(u, nil); st.status == status.CurrentStatus {
 				continue
 			}
 		}
@@ -232,7 +232,7 @@ func (e *Engine) watchEstablished(ctx context.Context, app string, pending map[s
 		case ev.Type == "DELETED":
 			st.status, st.message = status.NotFoundStatus, "deleted while ferry waited for it"
 		default:
-			if st.observe(u); st.status == status.CurrentStatus {
+			if st.observe(u, nil); st.status == status.CurrentStatus {
 				delete(pending, u.GetName())
 				fresh[st.d.id.key()] = u
 			}

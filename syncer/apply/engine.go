@@ -66,6 +66,9 @@ type Options struct {
 	Logger *slog.Logger
 	// PollInterval is the delay between health (and CRD) polls.
 	PollInterval time.Duration
+	// HealthChecks are the per-kind health rules (CompileHealthChecks); nil means the built-in
+	// ones only.
+	HealthChecks *HealthChecks
 }
 
 // DefaultOptions returns the options ferry runs with.
@@ -92,6 +95,8 @@ type Engine struct {
 	// builtin decides which kinds are custom, and so applied after the CRDs.
 	builtin builtinKinds
 	log     *slog.Logger
+	// health holds the per-kind health rules that replace kstatus for their kinds.
+	health *HealthChecks
 	// inventoryNamespaceSeen is set once the inventory namespace is known to exist.
 	inventoryNamespaceSeen atomic.Bool
 }
@@ -114,6 +119,13 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = def.PollInterval
+	}
+	if opts.HealthChecks == nil {
+		hc, err := CompileHealthChecks(nil)
+		if err != nil {
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+		opts.HealthChecks = hc
 	}
 	log := opts.Logger
 	if log == nil {
@@ -148,6 +160,7 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 		core:    core,
 		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(disc),
 		builtin: newBuiltinKinds(),
+		health:  opts.HealthChecks,
 		log:     log,
 	}, nil
 }

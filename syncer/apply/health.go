@@ -30,11 +30,14 @@ var statuslessKinds = map[schema.GroupKind]bool{
 	{Group: "networking.k8s.io", Kind: "NetworkPolicy"}:              true,
 }
 
-// healthState is the last kstatus verdict seen for an object.
+// healthState is the last verdict seen for an object: kstatus's, or its kind's health rule's.
 type healthState struct {
 	d       *desired
 	status  status.Status
 	message string
+	// fatal ends the wait at once: a health rule's failed expression is true, or an expression
+	// could not be evaluated.
+	fatal error
 }
 
 // firstHealthPoll is the first pause between health polls; it doubles up to PollInterval.
@@ -46,12 +49,15 @@ const firstHealthPoll = 100 * time.Millisecond
 func (e *Engine) waitHealthy(ctx context.Context, app App, objs []*desired, fresh map[string]*unstructured.Unstructured) error {
 	pending := map[string]*healthState{}
 	for _, d := range objs {
-		if statuslessKinds[schema.GroupKind{Group: d.id.Group, Kind: d.id.Kind}] {
+		if statuslessKinds[schema.GroupKind{Group: d.id.Group, Kind: d.id.Kind}] && !e.health.covers(d.id.Group, d.id.Kind) {
 			continue
 		}
 		st := &healthState{d: d, status: status.UnknownStatus, message: "not observed yet"}
 		if u, ok := fresh[d.id.key()]; ok {
-			st.observe(u)
+			st.observe(u, e.health)
+			if st.fatal != nil {
+				return st.failure()
+			}
 			if st.status == status.CurrentStatus {
 				continue
 			}
@@ -72,6 +78,9 @@ func (e *Engine) waitHealthy(ctx context.Context, app App, objs []*desired, fres
 				return err
 			}
 			break
+		}
+		if err := firstFatal(pending); err != nil {
+			return err
 		}
 		for k, st := range pending {
 			if st.status == status.CurrentStatus {
@@ -109,14 +118,51 @@ func (e *Engine) waitHealthy(ctx context.Context, app App, objs []*desired, fres
 	return &Error{Stage: StageHealth, Object: st.d.id.String(), File: st.d.file, Message: msg, Err: context.DeadlineExceeded}
 }
 
-// observe records kstatus's verdict on u.
-func (st *healthState) observe(u *unstructured.Unstructured) {
+// observe records the verdict on u: its kind's health rule's when there is one, kstatus's
+// otherwise.
+func (st *healthState) observe(u *unstructured.Unstructured, hc *HealthChecks) {
+	if r := hc.find(u.GetAPIVersion(), u.GetKind()); r != nil {
+		var err error
+		st.status, st.message, err = r.evaluate(u)
+		switch {
+		case err != nil:
+			st.fatal = err
+		case st.status == status.FailedStatus:
+			st.fatal = errors.New(st.message)
+		}
+		return
+	}
 	r, err := status.Compute(u)
 	if err != nil {
 		st.status, st.message = status.UnknownStatus, err.Error()
 		return
 	}
 	st.status, st.message = r.Status, r.Message
+}
+
+// failure is the sync error of a state that ended the wait.
+func (st *healthState) failure() error {
+	msg := st.fatal.Error()
+	var he *HealthExprError
+	if !errors.As(st.fatal, &he) {
+		msg = "failed: " + msg
+	}
+	return &Error{Stage: StageHealth, Object: st.d.id.String(), File: st.d.file, Message: msg, Err: st.fatal}
+}
+
+// firstFatal returns the failure of the first pending object, in ID order, that ended the wait.
+func firstFatal(pending map[string]*healthState) error {
+	var keys []string
+	for k, st := range pending {
+		if st.fatal != nil {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	return pending[keys[0]].failure()
 }
 
 // pollHealth lists, per resource, the app's objects still pending and updates their state.
@@ -162,7 +208,7 @@ func (e *Engine) pollHealth(ctx context.Context, app string, pending map[string]
 		}
 		for _, st := range byGVR[gvr] {
 			if u, ok := seen[st.d.id.key()]; ok {
-				st.observe(u)
+				st.observe(u, e.health)
 			} else {
 				st.status, st.message = status.NotFoundStatus, "not found in the cluster (deleted, or ferry's label removed)"
 			}

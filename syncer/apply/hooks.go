@@ -306,7 +306,7 @@ func hookVerdict(u *unstructured.Unstructured) (done bool, failure, pending stri
 		return true, "", ""
 	}
 	st := &healthState{}
-	st.observe(u)
+	st.observe(u, nil)
 	switch st.status {
 	case status.CurrentStatus:
 		return true, "", ""

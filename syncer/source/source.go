@@ -111,6 +111,8 @@ type Options struct {
 	PreviewRefTTL time.Duration
 	// Now tells the time for PreviewRefTTL; nil means time.Now.
 	Now func() time.Time
+	// Metrics times fetches from remotes; nil records nothing.
+	Metrics *Metrics
 }
 
 // Cache is the set of local bare repositories. It is safe for concurrent use. Operations on
@@ -248,7 +250,9 @@ func (c *Cache) Fetch(ctx context.Context, r Repo, sha string, refs ...string) e
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	err = withAuth(ctx, r, func(remoteURL string, auth transport.AuthMethod) error {
+		fetchStart := time.Now()
 		err := fetch(ctx, git.NewRemote(boundedStorer{Storer: e.repo.Storer, limit: c.opts.MaxFetchBytes}, remoteConfig(remoteURL)), auth, specs)
+		c.opts.Metrics.observeFetch(r.Name, time.Since(fetchStart), err)
 		if errors.Is(err, ErrFetchTooLarge) {
 			if rerr := removePartialPacks(e.dir); rerr != nil {
 				c.opts.Logger.Warn("git cache: partial pack not removed", "repo", r.Name, "err", rerr)
