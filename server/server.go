@@ -60,6 +60,7 @@ type AppInfo struct {
 type Config struct {
 	Hooks   http.Handler // POST /hooks/{repo}
 	Resync  http.Handler // POST /api/v1/apps/{app}/sync
+	Diff    http.Handler // POST /api/v1/apps/{app}/diff: a dry-run of a local directory; nil serves none
 	Records Records
 	// Watch follows records as they change, for live updates; nil serves none.
 	Watch Watcher
@@ -121,6 +122,9 @@ func (s *Server) Routes() http.Handler {
 		r.Get("/events", s.allSyncEvents)
 		if s.cfg.Resync != nil {
 			r.Method(http.MethodPost, "/apps/{app}/sync", s.cfg.Resync)
+		}
+		if s.cfg.Diff != nil {
+			r.Method(http.MethodPost, "/apps/{app}/diff", s.cfg.Diff)
 		}
 	})
 	r.Get("/static/ferry.css", serveStylesheet)

@@ -101,12 +101,16 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	diff, err := handlers.NewDiff(resync, s, log.With("part", "api"))
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	disco, err := discovery.NewDiscoveryClientForConfig(kube)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	srv := server.New(server.Config{
-		Hooks: hooks, Resync: resync, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
+		Hooks: hooks, Resync: resync, Diff: diff, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
