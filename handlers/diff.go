@@ -96,6 +96,10 @@ func (d *Diff) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many diffs at once; try again later"})
 		return
 	}
+	if req.ContentLength > MaxDiffArchive {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("the archive is larger than %d bytes", MaxDiffArchive)})
+		return
+	}
 	files, err := readArchive(http.MaxBytesReader(w, req.Body, MaxDiffArchive))
 	if err != nil {
 		var mbe *http.MaxBytesError
