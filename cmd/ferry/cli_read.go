@@ -217,19 +217,21 @@ func duration(r queue.Record) string {
 	return r.FinishedAt.Sub(*r.StartedAt).Round(100 * time.Millisecond).String()
 }
 
-// failure is a sync's error in one line: stage, object, file, then the message.
+// failure is a sync's error in one line: "stage: object (file): message".
 func failure(e *queue.RecordError) string {
-	var parts []string
-	for _, p := range []string{e.Stage, e.Object, e.File} {
-		if p != "" {
-			parts = append(parts, p)
-		}
+	var b strings.Builder
+	if e.Stage != "" {
+		b.WriteString(e.Stage + ": ")
 	}
-	msg := oneLine(e.Message)
-	if len(parts) == 0 {
-		return msg
+	switch {
+	case e.Object != "" && e.File != "":
+		b.WriteString(e.Object + " (" + e.File + "): ")
+	case e.Object != "":
+		b.WriteString(e.Object + ": ")
+	case e.File != "":
+		b.WriteString(e.File + ": ")
 	}
-	return strings.Join(parts, " ") + ": " + msg
+	return b.String() + oneLine(e.Message)
 }
 
 func shortSHA(s string) string {
