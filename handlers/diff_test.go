@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer"
@@ -248,5 +249,18 @@ func TestDiffAnswersTheDiffersFailure(t *testing.T) {
 	}
 	if w := serveDiff(t, d, "api", "tok", bytes.NewReader(ok)); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Errorf("busy = %d (Retry-After %q), want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+}
+
+// TestArchiveTreeIsAFileSystem: the tree read from an archive behaves as fs.FS requires.
+func TestArchiveTreeIsAFileSystem(t *testing.T) {
+	t.Parallel()
+	files, err := readArchive(bytes.NewReader(archive(t, entry{name: "./kustomization.yaml", body: "resources: []\n"},
+		entry{name: "base/", kind: tar.TypeDir}, entry{name: "base/a.yaml", body: "a: 1\n"}, entry{name: "empty/", kind: tar.TypeDir})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fstest.TestFS(files, "kustomization.yaml", "base/a.yaml", "empty"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -112,7 +112,11 @@ func (m mounted) Open(name string) (fs.File, error) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
 	if name == m.dir {
-		return m.fsys.Open(".")
+		f, err := m.fsys.Open(".")
+		if err != nil {
+			return nil, err
+		}
+		return &mountRoot{File: f, name: path.Base(m.dir)}, nil
 	}
 	if rel, ok := strings.CutPrefix(name, m.dir+"/"); ok {
 		return m.fsys.Open(rel)
@@ -125,6 +129,38 @@ func (m mounted) Open(name string) (fs.File, error) {
 	}
 	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 }
+
+// mountRoot is the mounted tree's root, named as its place in the tree.
+type mountRoot struct {
+	fs.File
+	name string
+}
+
+var _ fs.ReadDirFile = (*mountRoot)(nil)
+
+func (r *mountRoot) Stat() (fs.FileInfo, error) {
+	st, err := r.File.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return renamedInfo{st, r.name}, nil
+}
+
+// ReadDir lists the root, which must be a directory.
+func (r *mountRoot) ReadDir(n int) ([]fs.DirEntry, error) {
+	d, ok := r.File.(fs.ReadDirFile)
+	if !ok {
+		return nil, &fs.PathError{Op: "readdir", Path: r.name, Err: errors.New("not a directory")}
+	}
+	return d.ReadDir(n)
+}
+
+type renamedInfo struct {
+	fs.FileInfo
+	name string
+}
+
+func (i renamedInfo) Name() string { return i.name }
 
 // parentDir is a directory on the way to a mounted tree, holding one directory.
 type parentDir struct {

@@ -121,6 +121,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	if r.code != 0 || !contains(r.out, "queued: http://ferry.e2e.invalid/syncs/", "running web at "+good[:7], "apply", "succeeded", "objects:") {
 		t.Fatalf("ferry sync --wait (good) = %d\n%s%s", r.code, r.out, r.stderr)
 	}
+	t.Logf("ferry sync --wait:\n%s", r.out)
 	cm, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "web-settings", metav1.GetOptions{})
 	if err != nil || cm.Data["greeting"] != "bonjour" {
 		t.Fatalf("after the sync: %v %v", cm.Data, err)
@@ -141,6 +142,7 @@ func TestCLIEndToEnd(t *testing.T) {
 
 	// History: every sync, newest first.
 	r = runCLI(t, f.URL, nil, "history", "web")
+	t.Logf("ferry history:\n%s", r.out)
 	if r.code != 0 || strings.Count(r.out, "\n") < 4 || !contains(r.out, "failed", "succeeded", bad[:7], good[:7], first[:7]) ||
 		strings.Index(r.out, bad[:7]) > strings.Index(r.out, good[:7]) {
 		t.Errorf("ferry history web = %d\n%s%s", r.code, r.out, r.stderr)
@@ -162,6 +164,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	if r.code != 0 || !contains(r.out, "web-settings", "greeting", "hola", "web-extra", "web-token", "created", "changed") {
 		t.Errorf("ferry diff = %d\n%s%s", r.code, r.out, r.stderr)
 	}
+	t.Logf("ferry diff:\n%s", r.out)
 	if strings.Contains(r.out, "hunter2-very-secret") {
 		t.Errorf("the diff shows a Secret's value:\n%s", r.out)
 	}
@@ -186,6 +189,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	broken := t.TempDir()
 	writeDir(t, broken, map[string]string{"config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a, map\n"})
 	r = runCLI(t, f.URL, withToken, "diff", "web", "--path", broken)
+	t.Logf("ferry diff of a broken copy:\n%s", r.stderr)
 	if r.code != 1 || !contains(r.stderr, "render", "config.yaml") {
 		t.Errorf("ferry diff of a broken copy = %d\n%s%s", r.code, r.out, r.stderr)
 	}

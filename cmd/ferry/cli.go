@@ -178,6 +178,21 @@ func runClient(ctx context.Context, cmd *command, args []string, getenv func(str
 	return cmd.run(ctx, c, cl, pos)
 }
 
+// commandFirst moves a client command named after global flags ("ferry --server URL apps") to
+// the front, where run looks for it; anything else is left as it is.
+func commandFirst(args []string) []string {
+	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
+		return args
+	}
+	cmds := clientCommands()
+	for i, a := range args {
+		if _, ok := cmds[a]; ok {
+			return append([]string{a}, append(append([]string(nil), args[:i]...), args[i+1:]...)...)
+		}
+	}
+	return args
+}
+
 // parseInterspersed parses flags before, between and after positional arguments, as users of
 // git and kubectl expect ("ferry sync api --wait"); "--" ends the flags.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -139,7 +140,13 @@ func historyCommand() *command {
 				return apiErr(err)
 			}
 			if c.json() {
-				return c.printRaw(mustJSONIndent(a.History))
+				var v struct {
+					History json.RawMessage `json:"history"`
+				}
+				if err := json.Unmarshal(a.Raw, &v); err != nil || len(v.History) == 0 {
+					v.History = json.RawMessage("[]")
+				}
+				return c.printRaw(v.History)
 			}
 			if len(a.History) == 0 {
 				fmt.Fprintf(c.stdout, "no syncs of %s yet\n", a.Name)

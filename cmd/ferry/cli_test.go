@@ -255,6 +255,7 @@ func TestExitCodes(t *testing.T) {
 		{"unknown app", ok.URL, nil, []string{"app", "nope"}, exitAPI, `404 Not Found: no app named "nope"`},
 		{"bad token", ok.URL, map[string]string{"FERRY_TOKEN": "wrong"}, []string{"sync", "api"}, exitAPI, "401"},
 		{"succeeded", ok.URL, tokenEnv, []string{"sync", "api", "--wait"}, exitOK, ""},
+		{"global flags first", "", tokenEnv, []string{"--server", ok.URL, "-o", "json", "sync", "api", "--wait"}, exitOK, ""},
 		{"failed", failed.URL, tokenEnv, []string{"sync", "api", "--wait"}, exitFailed, "apply: ConfigMap web/x (apps/api/config.yaml): data: Invalid value"},
 		{"superseded", skipped.URL, tokenEnv, []string{"sync", "api", "--wait"}, exitNotApplied, "not applied: superseded by eeeeeee"},
 		{"timeout", stuck.URL, tokenEnv, []string{"sync", "--timeout", "300ms", "api", "--wait"}, exitTimeout, "still queued after 300ms"},

@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stderr, usage)
 		return usageErr("no command given")
 	}
+	args = commandFirst(args)
 	if cmd, ok := clientCommands()[args[0]]; ok {
 		return runClient(ctx, cmd, args[1:], getenv, stdout, stderr)
 	}
