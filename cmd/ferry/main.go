@@ -50,13 +50,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		opts, err := parseServeFlags(args[1:], getenv, stderr)
 		if err != nil {
-			return err
+			return flagErr(err)
 		}
 		return serve(ctx, opts, getenv, stderr)
 	case "check":
 		opts, err := parseServeFlags(args[1:], getenv, stderr)
 		if err != nil {
-			return err
+			return flagErr(err)
 		}
 		cfg, _, err := LoadConfig(opts.Config, getenv)
 		if err != nil {
@@ -73,6 +73,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprint(stderr, usage)
 	return usageErr("unknown command %q", args[0])
+}
+
+// flagErr is a command line the flags refused: --help is no error, anything else exit 2.
+func flagErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return errHelpShown
+	}
+	return withCode(exitUsage, err)
 }
 
 func buildVersion() string {

@@ -194,15 +194,22 @@ func wanted(code int, want []int) bool {
 	return false
 }
 
-// redact keeps a transport error's words but drops the URL's user info, should there be any.
+// redact words a transport error without the URL net/http repeats (the caller names the
+// request), so that nothing of the address beyond the host appears twice.
 func redact(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		if u, perr := url.Parse(ue.URL); perr == nil {
-			ue.URL = u.Redacted()
-		}
+		return fmt.Errorf("no answer from %s: %w", hostOf(ue.URL), ue.Err)
 	}
 	return err
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "ferry"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // apiError reads ferry's {"error": ...} answer into an *Error.

@@ -315,3 +315,36 @@ func TestErrorsNeverCarryTheToken(t *testing.T) {
 		t.Errorf("suspend without a token: %v", err)
 	}
 }
+
+// TestWatchTellsOfOneAppsSyncs: Watch with an app hands over that app's syncs as they are
+// stored, in the short form, and stops when told to.
+func TestWatchTellsOfOneAppsSyncs(t *testing.T) {
+	ctx := testCtx(t)
+	recs := natsRecords(t)
+	var streams atomic.Int32
+	c := ferryServer(t, recs, true, countStreams(&streams))
+	api := queue.Record{ID: queue.NewID(), App: "api", State: queue.StateSucceeded, Message: "applied 2 objects", Counts: map[string]int{"created": 2}}
+	go func() {
+		// Store once the stream is open: the watch tells only of what is stored from then on.
+		for i := 0; i < 100 && streams.Load() == 0; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		advance(t, ctx, recs, queue.Record{ID: queue.NewID(), App: "db"}, queue.StateQueued)
+		advance(t, ctx, recs, api, queue.StateSucceeded)
+	}()
+	var got []SyncEvent
+	err := c.Watch(ctx, "api", func(e SyncEvent) bool {
+		got = append(got, e)
+		return false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != api.ID || got[0].App != "api" || got[0].State != queue.StateSucceeded || got[0].Counts["created"] != 2 {
+		t.Errorf("events = %+v", got)
+	}
+	if err := c.Watch(ctx, "nope", func(SyncEvent) bool { return false }); StatusOf(err) != http.StatusNotFound {
+		t.Errorf("Watch of an unknown app = %v, want 404", err)
+	}
+}
