@@ -348,3 +348,20 @@ func TestWatchTellsOfOneAppsSyncs(t *testing.T) {
 		t.Errorf("Watch of an unknown app = %v, want 404", err)
 	}
 }
+
+// TestFollowWaitsForTheRecord: a sync just accepted (202) may have no record for a moment;
+// Follow waits for it rather than taking the 404 for an answer.
+func TestFollowWaitsForTheRecord(t *testing.T) {
+	ctx := testCtx(t)
+	recs := natsRecords(t)
+	c := ferryServer(t, recs, true, nil)
+	rec := queue.Record{ID: queue.NewID(), App: "api", State: queue.StateQueued}
+	go func() {
+		time.Sleep(600 * time.Millisecond)
+		advance(t, ctx, recs, rec, queue.StateSucceeded)
+	}()
+	final, err := c.Follow(ctx, rec.ID, nil)
+	if err != nil || final.State != queue.StateSucceeded {
+		t.Fatalf("Follow = %s, %v; want succeeded", final.State, err)
+	}
+}

@@ -26,6 +26,11 @@ const (
 	maxRetry = 30 * time.Second
 	// PollInterval is how often a sync is read again on a server without live updates.
 	PollInterval = 2 * time.Second
+	// RecordWait bounds the wait for a sync's record to appear: ferry answers 202 once the job
+	// is stored, and its record is written a moment later (by the replica that takes it).
+	RecordWait = 30 * time.Second
+	// recordPoll is how often a record not there yet is read again.
+	recordPoll = 250 * time.Millisecond
 )
 
 // errStreamEnded is a stream that ended before its sync did.
@@ -55,6 +60,9 @@ func (c *Client) Follow(ctx context.Context, id string, fn func(queue.Record)) (
 		if fn != nil {
 			fn(rec)
 		}
+	}
+	if err := c.awaitRecord(ctx, id); err != nil {
+		return last, err
 	}
 	for {
 		rec, _, err := c.Sync(ctx, id)
@@ -101,6 +109,23 @@ func (c *Client) Follow(ctx context.Context, id string, fn func(queue.Record)) (
 		case <-ctx.Done():
 			return last, ctx.Err()
 		case <-time.After(wait):
+		}
+	}
+}
+
+// awaitRecord waits, at most RecordWait, until sync id has a record: 404 until then.
+func (c *Client) awaitRecord(ctx context.Context, id string) error {
+	deadline := time.Now().Add(RecordWait)
+	for {
+		_, _, err := c.Sync(ctx, id)
+		if StatusOf(err) != http.StatusNotFound || time.Now().After(deadline) {
+			// Found, or any other answer: Follow reads it again and judges.
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(recordPoll):
 		}
 	}
 }
