@@ -73,6 +73,7 @@ type Config struct {
 	Resync  http.Handler // POST /api/v1/apps/{app}/sync
 	Suspend http.Handler // POST /api/v1/apps/{app}/suspend
 	Resume  http.Handler // POST /api/v1/apps/{app}/resume
+	Diff    http.Handler // POST /api/v1/apps/{app}/diff: a dry-run of a local directory; nil serves none
 	// Suspensions shows which apps are suspended; nil shows none.
 	Suspensions Suspensions
 	Records     Records
@@ -150,7 +151,7 @@ func (s *Server) Routes() http.Handler {
 		r.Get("/events", s.allSyncEvents)
 		r.Group(func(r chi.Router) {
 			r.Use(s.requireAuth)
-			for path, h := range map[string]http.Handler{"sync": s.cfg.Resync, "suspend": s.cfg.Suspend, "resume": s.cfg.Resume} {
+			for path, h := range map[string]http.Handler{"sync": s.cfg.Resync, "suspend": s.cfg.Suspend, "resume": s.cfg.Resume, "diff": s.cfg.Diff} {
 				if h != nil {
 					r.Method(http.MethodPost, "/apps/{app}/"+path, h)
 				}

@@ -28,11 +28,7 @@ func (r *run) preview(ctx context.Context) error {
 	if err != nil {
 		return r.retryOrFail(ctx, at(StagePlan, err))
 	}
-	r.rec.Counts = map[string]int{"changed": plan.Changed, "created": plan.Created, "unchanged": plan.Unchanged, "pruned": plan.Pruned}
-	r.rec.Objects = r.rec.Objects[:0]
-	for _, en := range plan.Entries {
-		r.rec.Objects = append(r.rec.Objects, queue.ObjectRecord{Kind: en.ID.Kind, Namespace: en.ID.Namespace, Name: en.ID.Name, Action: string(en.Action)})
-	}
+	r.rec.Counts, r.rec.Objects = planAccount(plan)
 	r.rec.Diff = plan.Text()
 	return r.succeed(ctx, plan.Summary())
 }

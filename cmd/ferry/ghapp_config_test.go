@@ -109,7 +109,7 @@ func TestGitHubAppWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repos := syncerRepos(cfg, sec, slog.New(slog.DiscardHandler))
+	repos := syncerRepos(cfg, sec, slog.New(slog.DiscardHandler), nil)
 	if repos[0].Source.Credentials == nil || repos[0].Source.Token != "" {
 		t.Errorf("platform source = %+v, want the App's credentials and no token", repos[0].Source)
 	}

@@ -20,37 +20,43 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if err != nil && !errors.Is(err, errHelpShown) {
 		fmt.Fprintln(os.Stderr, "ferry:", err)
-		os.Exit(1)
 	}
+	stop()
+	os.Exit(exitCode(err))
 }
 
 const usage = `usage: ferry <command> [flags]
 
-commands:
+server commands:
   serve     run the server (webhooks, API, workers)
   check     validate a config file and its secrets, then exit
   version   print the version
-`
+` + clientUsage
 
 // run is main without the process: it parses args, runs the command and returns its error.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return usageErr("no command given")
+	}
+	args = commandFirst(args)
+	if cmd, ok := clientCommands()[args[0]]; ok {
+		return runClient(ctx, cmd, args[1:], getenv, stdout, stderr)
 	}
 	switch args[0] {
 	case "serve":
 		opts, err := parseServeFlags(args[1:], getenv, stderr)
 		if err != nil {
-			return err
+			return flagErr(err)
 		}
 		return serve(ctx, opts, getenv, stderr)
 	case "check":
 		opts, err := parseServeFlags(args[1:], getenv, stderr)
 		if err != nil {
-			return err
+			return flagErr(err)
 		}
 		cfg, _, err := LoadConfig(opts.Config, getenv)
 		if err != nil {
@@ -66,7 +72,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageErr("unknown command %q", args[0])
+}
+
+// flagErr is a command line the flags refused: --help is no error, anything else exit 2.
+func flagErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return errHelpShown
+	}
+	return withCode(exitUsage, err)
 }
 
 func buildVersion() string {

@@ -127,13 +127,17 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	diff, err := handlers.NewDiff(resync, s, log.With("part", "api"))
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	disco, err := discovery.NewDiscoveryClientForConfig(kube)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	auth := apiAuth(cfg, sec)
 	srv := server.New(server.Config{
-		Hooks: handlers.NewHookMetrics(reg).Wrap(hooks), Auth: auth.Require, Resync: resync, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
+		Hooks: handlers.NewHookMetrics(reg).Wrap(hooks), Auth: auth.Require, Resync: resync, Diff: diff, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
 		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
 		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL,
 		Ready: []server.Check{

@@ -44,8 +44,12 @@ func NewMetrics(reg prometheus.Registerer, now func() time.Time) *Metrics {
 	return m
 }
 
-// Measure returns r counted and timed under repo, a configured repository's name.
+// Measure returns r counted and timed under repo, a configured repository's name; without
+// metrics (nil), r itself.
 func (m *Metrics) Measure(r Reporter, repo string) Reporter {
+	if m == nil {
+		return r
+	}
 	return &measured{next: r, m: m, repo: repo}
 }
 
