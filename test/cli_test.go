@@ -225,6 +225,29 @@ func TestCLIEndToEnd(t *testing.T) {
 			t.Errorf("%s: the token is printed", c.name)
 		}
 	}
+
+	// Suspend, a refused sync, a forced one's absence of need, and resume syncing the head.
+	r = runCLI(t, f.URL, withToken, "suspend", "web", "--reason", "e2e freeze")
+	if r.code != 0 || !contains(r.out, "web", "suspended") {
+		t.Fatalf("ferry suspend = %d\n%s%s", r.code, r.out, r.stderr)
+	}
+	r = runCLI(t, f.URL, nil, "apps", "-o", "json")
+	if r.code != 0 || !contains(r.out, `"suspended": true`, "e2e freeze") {
+		t.Errorf("ferry apps -o json after suspend = %d\n%s", r.code, r.out)
+	}
+	r = runCLI(t, f.URL, withToken, "sync", "web", "--wait", "--timeout", "2m")
+	if r.code != 5 || !contains(r.stderr, "suspended", "--force") {
+		t.Errorf("ferry sync of a suspended app = %d, want 5 suggesting --force\n%s%s", r.code, r.out, r.stderr)
+	}
+	head := repo.Commit(t, "main", "web: while suspended", webApp(ns, "resumed"))
+	r = runCLI(t, f.URL, withToken, "resume", "web", "--wait", "--timeout", "2m")
+	if r.code != 0 || !contains(r.out, head[:7], "succeeded") {
+		t.Errorf("ferry resume --wait = %d, want 0 after syncing %s\n%s%s", r.code, head[:7], r.out, r.stderr)
+	}
+	cm, err = cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "web-settings", metav1.GetOptions{})
+	if err != nil || cm.Data["greeting"] != "resumed" {
+		t.Errorf("after resume the cluster holds %v (%v), want the head's greeting", cm.Data, err)
+	}
 }
 
 // TestDiffEndpointRefusesHostileArchives: the real server refuses, with 400 or 413 and a clear
