@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,6 +98,12 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("apply: %s is managed by app %s, not by app %s: declare it in one app only", where, e.Owner, e.App)
 }
 
+// typedPatchRefusal is how the apiserver words a server-side apply of an object that does not
+// fit its kind's schema (a number where a string belongs). It answers 500, as if it had failed
+// itself, but refuses the same object every time: the object is invalid, and retrying it only
+// delays the failure by minutes.
+const typedPatchRefusal = "failed to create typed patch object"
+
 // IsTransient reports whether retrying the same sync later may succeed: the apiserver was
 // unreachable, overloaded (429, 5xx), timed out, or an optimistic-concurrency conflict lost a race;
 // or another ferry app still holds an object (see ConflictError). Invalid objects, forbidden
@@ -134,6 +141,8 @@ func IsTransient(err error) bool {
 	}
 	switch {
 	case meta.IsNoMatchError(err):
+		return false
+	case apierrors.IsInternalError(err) && strings.Contains(err.Error(), typedPatchRefusal):
 		return false
 	case apierrors.IsConflict(err), apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err),
 		apierrors.IsTimeout(err), apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err),

@@ -338,6 +338,26 @@ func TestSyncInvalidObject(t *testing.T) {
 	}
 }
 
+// TestSyncWronglyTypedFieldIsPermanent: a field of the wrong type (a number where the schema
+// wants a string) is refused by server-side apply with a 500 "failed to create typed patch
+// object"; the object is invalid, so the sync fails at once instead of retrying it for minutes.
+func TestSyncWronglyTypedFieldIsPermanent(t *testing.T) {
+	v := newEnv(t)
+	app := App{Name: "typed", Namespace: "t-typed"}
+	bad := obj(t, "apps/typed/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typed\ndata:\n  replicas: 3\n")
+	_, err := v.sync(t, app, "r1", namespace(t, "t-typed"), bad)
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Object != "ConfigMap t-typed/typed" || ae.File != "apps/typed/cm.yaml" {
+		t.Fatalf("err = %v, want the object and file named", err)
+	}
+	if !strings.Contains(ae.Message, "expected string") {
+		t.Errorf("message %q lacks the apiserver's words", ae.Message)
+	}
+	if IsTransient(err) {
+		t.Errorf("a wrongly typed field is classified transient: %v", err)
+	}
+}
+
 func TestSyncUnknownKind(t *testing.T) {
 	v := newEnv(t)
 	app := App{Name: "unknownkind", Namespace: "t-unknownkind"}
