@@ -239,6 +239,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	if r.code != 5 || !contains(r.stderr, "suspended", "--force") {
 		t.Errorf("ferry sync of a suspended app = %d, want 5 suggesting --force\n%s%s", r.code, r.out, r.stderr)
 	}
+	repo.Remove(t, "main", "web: the bad object goes", "apps/web/bad.yaml")
 	head := repo.Commit(t, "main", "web: while suspended", webApp(ns, "resumed"))
 	r = runCLI(t, f.URL, withToken, "resume", "web", "--wait", "--timeout", "2m")
 	if r.code != 0 || !contains(r.out, head[:7], "succeeded") {
