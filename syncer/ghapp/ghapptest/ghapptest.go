@@ -87,6 +87,7 @@ type GitHub struct {
 	minted   []string
 	live     map[string]bool
 	statuses []Status
+	runs     []*CheckRun
 	refusals []string
 	// refuseNew makes tokens minted from now on refused at once, as if revoked.
 	refuseNew bool
@@ -107,6 +108,11 @@ func New(t testing.TB, appID int64, key Key, installation int64, owner, repo str
 	mux.HandleFunc("GET /api/v3/repos/{owner}/{repo}/installation", g.installation)
 	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", g.status)
 	mux.HandleFunc("POST /api/v3/repos/{owner}/{repo}/statuses/{sha}", g.status)
+	for _, root := range []string{"", "/api/v3"} {
+		mux.HandleFunc("POST "+root+"/repos/{owner}/{repo}/check-runs", g.createCheckRun)
+		mux.HandleFunc("PATCH "+root+"/repos/{owner}/{repo}/check-runs/{id}", g.updateCheckRun)
+		mux.HandleFunc("GET "+root+"/repos/{owner}/{repo}/commits/{ref}/check-runs", g.listCheckRuns)
+	}
 	g.srv = httptest.NewServer(mux)
 	t.Cleanup(g.srv.Close)
 	return g
