@@ -40,35 +40,20 @@ func (s *Records) PutInputs(ctx context.Context, in Inputs) error {
 // records it, until ctx ends. An entry that cannot be decoded is skipped, and a deleted one is
 // reported as no paths. It returns nil once ctx ends.
 func (s *Records) WatchInputs(ctx context.Context, fn func(Inputs)) error {
-	w, err := s.kv.Watch(ctx, "app.*"+inputsSuffix)
-	if err != nil {
-		return fmt.Errorf("watch inputs: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("watch inputs: the watcher stopped")
-			}
-			if e == nil { // every stored value has been delivered
-				continue
-			}
-			app := strings.TrimSuffix(strings.TrimPrefix(e.Key(), "app."), inputsSuffix)
-			if e.Operation() != jetstream.KeyValuePut {
-				fn(Inputs{App: app})
-				continue
-			}
-			var in Inputs
-			if json.Unmarshal(e.Value(), &in) != nil || in.App != app {
-				continue
-			}
+	err := watchKeys(ctx, s.kv, "app.*"+inputsSuffix, nil, func(e jetstream.KeyValueEntry) bool {
+		app := strings.TrimSuffix(strings.TrimPrefix(e.Key(), "app."), inputsSuffix)
+		if e.Operation() != jetstream.KeyValuePut {
+			fn(Inputs{App: app})
+			return true
+		}
+		var in Inputs
+		if json.Unmarshal(e.Value(), &in) == nil && in.App == app {
 			fn(in)
 		}
+		return true
+	})
+	if errors.Is(err, ErrWatchStopped) {
+		return errors.New("watch inputs: the watcher stopped")
 	}
+	return err
 }

@@ -39,7 +39,22 @@ func (s *Records) watchRecords(ctx context.Context, key string, updatesOnly bool
 	if updatesOnly {
 		opts = append(opts, jetstream.UpdatesOnly())
 	}
-	w, err := s.kv.Watch(ctx, key, opts...)
+	return watchKeys(ctx, s.kv, key, opts, func(e jetstream.KeyValueEntry) bool {
+		if e.Operation() != jetstream.KeyValuePut { // a deletion: the record fell off its history
+			return true
+		}
+		var r Record
+		if json.Unmarshal(e.Value(), &r) != nil || syncKey(r.ID) != e.Key() {
+			return true
+		}
+		return fn(r)
+	})
+}
+
+// watchKeys calls fn with each entry of kv matching key, as stored and then as changed, until fn
+// returns false or ctx ends (nil), or the store ends the watch (ErrWatchStopped).
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, key string, opts []jetstream.WatchOpt, fn func(jetstream.KeyValueEntry) bool) error {
+	w, err := kv.Watch(ctx, key, opts...)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", strings.TrimSuffix(key, ".*"), err)
 	}
@@ -55,14 +70,10 @@ func (s *Records) watchRecords(ctx context.Context, key string, updatesOnly bool
 				}
 				return ErrWatchStopped
 			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut { // end of stored values, or a deletion
+			if e == nil { // every stored value has been delivered
 				continue
 			}
-			var r Record
-			if json.Unmarshal(e.Value(), &r) != nil || syncKey(r.ID) != e.Key() {
-				continue
-			}
-			if !fn(r) {
+			if !fn(e) {
 				return nil
 			}
 		}

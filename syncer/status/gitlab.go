@@ -47,18 +47,28 @@ var _ Reporter = (*GitLab)(nil)
 // The library's own retries are turned off so that Retry is the one place that decides, and logs,
 // when to try again; otherwise a 5xx would be retried up to 6×6 times.
 func NewGitLab(hc *http.Client, apiURL, token, project string) (*GitLab, error) {
+	c, project, err := newGitLabClient("gitlab", hc, apiURL, token, project)
+	if err != nil {
+		return nil, err
+	}
+	return &GitLab{client: c, project: project, token: token, now: time.Now}, nil
+}
+
+// newGitLabClient checks what a GitLab reporter is given and builds its API client, for
+// project ("group/sub/proj") trimmed; errors start with what (gitlab, gitlab notes).
+func newGitLabClient(what string, hc *http.Client, apiURL, token, project string) (*gitlab.Client, string, error) {
 	if token == "" {
-		return nil, errors.New("gitlab: token is empty")
+		return nil, "", fmt.Errorf("%s: token is empty", what)
 	}
 	project = strings.Trim(project, "/")
 	if project == "" || !strings.Contains(project, "/") {
-		return nil, fmt.Errorf("gitlab: invalid project path %q (want group/name)", project)
+		return nil, "", fmt.Errorf("%s: invalid project path %q (want group/name)", what, project)
 	}
 	if apiURL == "" {
 		apiURL = gitLabDefaultURL
 	}
 	if err := checkAPIURL(apiURL); err != nil {
-		return nil, fmt.Errorf("gitlab: %w", err)
+		return nil, "", fmt.Errorf("%s: %w", what, err)
 	}
 	c, err := gitlab.NewClient(token,
 		gitlab.WithBaseURL(apiURL),
@@ -69,9 +79,9 @@ func NewGitLab(hc *http.Client, apiURL, token, project string) (*GitLab, error) 
 		gitlab.WithURLWarningLogger(slog.New(slog.DiscardHandler)),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("gitlab: create client: %w", err)
+		return nil, "", fmt.Errorf("%s: create client: %w", what, err)
 	}
-	return &GitLab{client: c, project: project, token: token, now: time.Now}, nil
+	return c, project, nil
 }
 
 // Report posts s on its commit, with the context as the status name. A refusal because the commit

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -59,28 +58,9 @@ type noteKey struct {
 // NewGitLabNotes returns a Reporter of merge request notes for project ("group/sub/proj"). apiURL
 // and hc are as for NewGitLab; the token needs the api scope.
 func NewGitLabNotes(hc *http.Client, apiURL, token, project string) (*GitLabNotes, error) {
-	if token == "" {
-		return nil, errors.New("gitlab notes: token is empty")
-	}
-	project = strings.Trim(project, "/")
-	if project == "" || !strings.Contains(project, "/") {
-		return nil, fmt.Errorf("gitlab notes: invalid project path %q (want group/name)", project)
-	}
-	if apiURL == "" {
-		apiURL = gitLabDefaultURL
-	}
-	if err := checkAPIURL(apiURL); err != nil {
-		return nil, fmt.Errorf("gitlab notes: %w", err)
-	}
-	c, err := gitlab.NewClient(token,
-		gitlab.WithBaseURL(apiURL),
-		gitlab.WithHTTPClient(defaultClient(hc)),
-		gitlab.WithoutRetries(),
-		gitlab.WithUserAgent(userAgent),
-		gitlab.WithURLWarningLogger(slog.New(slog.DiscardHandler)),
-	)
+	c, project, err := newGitLabClient("gitlab notes", hc, apiURL, token, project)
 	if err != nil {
-		return nil, fmt.Errorf("gitlab notes: create client: %w", err)
+		return nil, err
 	}
 	return &GitLabNotes{client: c, project: project, token: token, now: time.Now,
 		order: list.New(), ids: map[noteKey]*list.Element{}, id: map[noteKey]int64{}}, nil
