@@ -147,12 +147,31 @@ func run(ctx context.Context, env *demoEnv, getenv func(string) string) error {
 	if err := listManaged(ctx, kubeconfig); err != nil {
 		return err
 	}
+	fmt.Println()
+	say("the same from ferry's command line (FERRY_SERVER=%s):", f.url)
+	for _, args := range [][]string{{"apps"}, {"sync", "api", "--wait", "--timeout", "2m"}} {
+		fmt.Printf("    $ ferry %s\n", strings.Join(args, " "))
+		out, err := cli(ctx, bin, f.url, args...)
+		fmt.Print(indent(out))
+		if err != nil {
+			return fmt.Errorf("ferry %s: %w", strings.Join(args, " "), err)
+		}
+	}
 	if getenv("KEEP") == "1" {
-		say("KEEP=1: everything stays up; ferry at %s, hooks at %s/hooks/platform (secret %q), API token %q. Ctrl-C to stop.", f.url, f.url, hookSecret, apiToken)
+		say("KEEP=1: everything stays up; the dashboard at %s (sign in with the API token to use its buttons), hooks at %s/hooks/platform (secret %q), API token %q. Ctrl-C to stop.", f.url, f.url, hookSecret, apiToken)
 		<-ctx.Done()
 	}
 	say("demo done")
 	return nil
+}
+
+// cli runs ferry's command line against the demo's ferry, with its API token, and returns
+// what it printed.
+func cli(ctx context.Context, bin, server string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "FERRY_SERVER="+server, "FERRY_TOKEN="+apiToken)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func indent(s string) string {
