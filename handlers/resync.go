@@ -156,7 +156,7 @@ func (r *Resync) Start(ctx context.Context, name, revision string, force bool, w
 		return queue.Job{}, &RequestError{Status: status, Message: err.Error()}
 	}
 	job := queue.Job{ID: r.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerManual, Repo: app.Repo, App: app.Name,
-		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC(), Force: force}
+		Ref: ref, SHA: sha, DeliveryID: "api-" + r.opts.NewID(), EnqueuedAt: r.opts.Now().UTC(), Force: force, By: who.Name}
 	// The delivery id is new, so the job is never a duplicate.
 	if _, err := r.queue.Enqueue(ctx, []queue.Job{job}); err != nil {
 		r.opts.Logger.Warn("resync not stored", "app", app.Name, "err", err)

@@ -177,7 +177,7 @@ func (s *Suspender) ResumeApp(ctx context.Context, name string, who Identity) (q
 		return sus, nil, nil
 	}
 	job := queue.Job{ID: s.opts.NewID(), Kind: queue.KindDeploy, Trigger: queue.TriggerResume, Repo: app.Repo, App: app.Name,
-		Ref: "refs/heads/" + app.Branch, SHA: head, DeliveryID: "resume-" + s.opts.NewID(), EnqueuedAt: s.opts.Now().UTC()}
+		Ref: "refs/heads/" + app.Branch, SHA: head, DeliveryID: "resume-" + s.opts.NewID(), EnqueuedAt: s.opts.Now().UTC(), By: who.Name}
 	if _, err := s.queue.Enqueue(ctx, []queue.Job{job}); err != nil {
 		s.opts.Logger.Warn("resume: sync of the head not stored", "app", app.Name, "err", err)
 		return sus, nil, &RequestError{Status: http.StatusServiceUnavailable, Message: "the app is resumed, but the sync of its head could not be stored; the next poll syncs it, or try again"}

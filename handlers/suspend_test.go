@@ -139,7 +139,7 @@ func TestSuspendResumeAPI(t *testing.T) {
 		t.Fatalf("a refused sync was queued: %+v", api.sink.jobs)
 	}
 	code, v = api.post(t, "/api/v1/apps/web/sync", steerToken, `{"force": true}`)
-	if code != http.StatusAccepted || len(api.sink.jobs) != 1 || !api.sink.jobs[0].Force || api.sink.jobs[0].Trigger != queue.TriggerManual {
+	if code != http.StatusAccepted || len(api.sink.jobs) != 1 || !api.sink.jobs[0].Force || api.sink.jobs[0].Trigger != queue.TriggerManual || api.sink.jobs[0].By != "ci" {
 		t.Fatalf("forced sync: %d %v, jobs %+v", code, v, api.sink.jobs)
 	}
 	if sus, _ := api.store.Get(t.Context(), "web"); !sus.Suspended {
@@ -156,7 +156,7 @@ func TestSuspendResumeAPI(t *testing.T) {
 		t.Fatalf("resume queued %+v", api.sink.jobs)
 	}
 	j := api.sink.jobs[0]
-	if j.ID != v["id"] || j.SHA != head || j.Ref != "refs/heads/main" || j.Trigger != queue.TriggerResume || j.Kind != queue.KindDeploy || j.Force || j.Validate() != nil {
+	if j.ID != v["id"] || j.SHA != head || j.Ref != "refs/heads/main" || j.Trigger != queue.TriggerResume || j.Kind != queue.KindDeploy || j.Force || j.By != "ci" || j.Validate() != nil {
 		t.Errorf("resume job %+v", j)
 	}
 	if sus, _ := api.store.Get(t.Context(), "web"); sus.Suspended || sus.By != "ci" {

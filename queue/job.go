@@ -60,6 +60,9 @@ type Job struct {
 	// Force makes a manual sync run even while its app is suspended; any other job of a
 	// suspended app ends without being applied.
 	Force bool `json:"force,omitzero"`
+	// By names who asked for a manual sync or a resume: an API token's name, an authenticating
+	// proxy's user or the person signed in to the dashboard. Empty for forge and ferry's own jobs.
+	By string `json:"by,omitempty"`
 }
 
 // MsgID is the JetStream de-duplication id: the same delivery of the same hook for the same app

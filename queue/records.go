@@ -56,9 +56,11 @@ type Record struct {
 	SHA        string  `json:"sha"`
 	PR         int     `json:"pr,omitempty"`
 	DeliveryID string  `json:"deliveryId,omitempty"`
-	State      State   `json:"state"`
-	Message    string  `json:"message,omitempty"`
-	Attempts   int     `json:"attempts,omitempty"`
+	// By names who asked for the sync (Job.By), for manual syncs and resumes.
+	By       string `json:"by,omitempty"`
+	State    State  `json:"state"`
+	Message  string `json:"message,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
 	// Failures counts the transient failures so far; the job fails for good past a bound.
 	Failures int `json:"failures,omitempty"`
 	// Interrupted counts the deliveries that ended without an outcome: the process running the

@@ -235,7 +235,7 @@ func (s *Syncer) claim(ctx context.Context, job queue.Job) (queue.Record, bool) 
 // queuedRecord is the record of a job that no worker has started yet.
 func queuedRecord(job queue.Job) queue.Record {
 	return queue.Record{ID: job.ID, App: job.App, Repo: job.Repo, Kind: job.Kind, Trigger: job.Trigger, Ref: job.Ref,
-		SHA: job.SHA, PR: job.PR, DeliveryID: job.DeliveryID, State: queue.StateQueued, EnqueuedAt: job.EnqueuedAt}
+		SHA: job.SHA, PR: job.PR, DeliveryID: job.DeliveryID, By: job.By, State: queue.StateQueued, EnqueuedAt: job.EnqueuedAt}
 }
 
 func statusContext(job queue.Job) string {

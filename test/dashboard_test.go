@@ -280,11 +280,12 @@ func TestDashboardInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#resume-button`)),
 			chromedp.Click(chromedp.CSS(`#resume-button`)),
 			chromedp.WaitVisible(chromedp.CSS(`#sync[data-id]`)))
-		if sus := appSuspension(t, f.URL, "slow"); sus.Suspended {
-			t.Fatalf("after the resume button the API says %+v, want not suspended", sus)
+		sus := appSuspension(t, f.URL, "slow")
+		if sus.Suspended || sus.By == "" {
+			t.Fatalf("after the resume button the API says %+v, want not suspended, resumed by the signed-in user", sus)
 		}
-		if trigger := eval[string](t, browser, `document.body.innerText`); !strings.Contains(trigger, "resume") {
-			t.Errorf("resume's sync page does not name its trigger:\n%s", trigger)
+		if page := eval[string](t, browser, `document.body.innerText`); !strings.Contains(page, "resume by "+sus.By) {
+			t.Errorf("resume's sync page does not say who resumed (%s):\n%s", sus.By, page)
 		}
 	})
 }
