@@ -12,26 +12,14 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 )
 
 // newQueueHooks serves repos' hooks onto a real embedded JetStream in a temporary directory,
 // the queue ferry runs, so that de-duplication is the stream's own.
 func newQueueHooks(t *testing.T, repos []Repo, now func() time.Time) (*Hooks, http.Handler) {
 	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("handlers-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	q, err := queue.New(t.Context(), nc, queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := queuetest.Start(t)
 	h := NewHooks(repos, q, HooksOptions{Logger: slog.New(slog.DiscardHandler), Now: now, NewID: queue.NewID})
 	r := chi.NewRouter()
 	r.Method(http.MethodPost, "/hooks/{repo}", h)

@@ -13,30 +13,14 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 	"github.com/ferrygitops/ferry/syncer/source"
 )
 
 // testSuspensions is the shared suspension store on an embedded NATS server of the test's own.
 func testSuspensions(t *testing.T) *queue.Suspensions {
 	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := e.Connect("handlers-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); e.Shutdown() })
-	q, err := queue.New(t.Context(), nc, queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := queue.NewSuspensions(t.Context(), q.JetStream(), 1, func() time.Time { return testNow })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return queuetest.Suspensions(t, func() time.Time { return testNow })
 }
 
 const steerToken = "steer-Token-77c1e9a0"

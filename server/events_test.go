@@ -11,30 +11,13 @@ import (
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 )
 
 // natsRecords is the real record store on an embedded NATS server.
 func natsRecords(t *testing.T) *queue.Records {
 	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); e.Shutdown() })
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := queue.NewRecords(t.Context(), js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
+	return queuetest.Records(t)
 }
 
 type sse struct{ name, data string }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrygitops/ferry/handlers"
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 	"github.com/ferrygitops/ferry/syncer/source"
 )
 
@@ -35,19 +36,7 @@ type steerServer struct {
 
 func newSteerServer(t *testing.T, proxy *handlers.ProxyAuth) *steerServer {
 	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := e.Connect("server-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); e.Shutdown() })
-	q, err := queue.New(t.Context(), nc, queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := queuetest.Start(t)
 	sus, err := queue.NewSuspensions(t.Context(), q.JetStream(), 1, nil)
 	if err != nil {
 		t.Fatal(err)

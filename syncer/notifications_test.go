@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/render"
@@ -26,20 +26,7 @@ import (
 // holds every request until released: both syncs end while the receiver still holds the
 // first, and the receiver then gets failed, then recovered.
 func TestFailureThenRecoveryNotifiesWithoutTheSyncWaiting(t *testing.T) {
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := queuetest.Start(t).JetStream()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := queue.NewNotifications(t.Context(), js, queue.NotifyOptions{Logger: log})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,24 +18,7 @@ import (
 // realSuspensions is the shared suspension store on an embedded NATS server of the test's own.
 func realSuspensions(t *testing.T) *queue.Suspensions {
 	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := e.Connect("syncer-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); e.Shutdown() })
-	q, err := queue.New(t.Context(), nc, queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := queue.NewSuspensions(t.Context(), q.JetStream(), 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return queuetest.Suspensions(t, nil)
 }
 
 // suspendWorld is a world whose syncer reads suspensions from a real store.

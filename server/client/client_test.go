@@ -12,31 +12,14 @@ import (
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 	"github.com/ferrygitops/ferry/server"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // natsRecords is the real record store on an embedded NATS server.
 func natsRecords(t *testing.T) *queue.Records {
 	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); e.Shutdown() })
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := queue.NewRecords(t.Context(), js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
+	return queuetest.Records(t)
 }
 
 // ferryServer serves the real API over recs; wrap, if set, stands between it and the client.
