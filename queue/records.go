@@ -93,6 +93,29 @@ type Record struct {
 	Status string `json:"status,omitempty"`
 }
 
+// SyncSummary is a sync as the all-syncs event stream tells of it: where it stands, without its
+// objects and diff (the record has those). The server sends it and ferry's client reads it.
+type SyncSummary struct {
+	ID         string         `json:"id"`
+	App        string         `json:"app"`
+	Kind       Kind           `json:"kind"`
+	Trigger    Trigger        `json:"trigger"`
+	SHA        string         `json:"sha"`
+	PR         int            `json:"pr,omitempty"`
+	State      State          `json:"state"`
+	Message    string         `json:"message,omitempty"`
+	Counts     map[string]int `json:"counts,omitempty"`
+	EnqueuedAt time.Time      `json:"enqueuedAt"`
+	StartedAt  *time.Time     `json:"startedAt,omitempty"`
+	FinishedAt *time.Time     `json:"finishedAt,omitempty"`
+}
+
+// Summary is r as the all-syncs event stream sends it.
+func (r Record) Summary() SyncSummary {
+	return SyncSummary{ID: r.ID, App: r.App, Kind: r.Kind, Trigger: r.Trigger, SHA: r.SHA, PR: r.PR, State: r.State,
+		Message: r.Message, Counts: r.Counts, EnqueuedAt: r.EnqueuedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+}
+
 // RecordError is the failure of a sync in terms a user can act on.
 type RecordError struct {
 	Stage   string `json:"stage,omitempty"`

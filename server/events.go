@@ -39,28 +39,6 @@ type Watcher interface {
 	WatchSyncs(ctx context.Context, fn func(queue.Record) bool) error
 }
 
-// SyncEvent is a sync as the all-syncs stream tells of it: where it stands, without its objects
-// and diff (GET /api/v1/syncs/{id} has those).
-type SyncEvent struct {
-	ID         string         `json:"id"`
-	App        string         `json:"app"`
-	Kind       queue.Kind     `json:"kind"`
-	Trigger    queue.Trigger  `json:"trigger"`
-	SHA        string         `json:"sha"`
-	PR         int            `json:"pr,omitempty"`
-	State      queue.State    `json:"state"`
-	Message    string         `json:"message,omitempty"`
-	Counts     map[string]int `json:"counts,omitempty"`
-	EnqueuedAt time.Time      `json:"enqueuedAt"`
-	StartedAt  *time.Time     `json:"startedAt,omitempty"`
-	FinishedAt *time.Time     `json:"finishedAt,omitempty"`
-}
-
-func syncEvent(r queue.Record) SyncEvent {
-	return SyncEvent{ID: r.ID, App: r.App, Kind: r.Kind, Trigger: r.Trigger, SHA: r.SHA, PR: r.PR, State: r.State,
-		Message: r.Message, Counts: r.Counts, EnqueuedAt: r.EnqueuedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
-}
-
 // syncEvents streams one sync (GET /api/v1/syncs/{id}/events): a "record" event with the
 // whole record now and at each change, then an "end" event once the sync is over.
 func (s *Server) syncEvents(w http.ResponseWriter, r *http.Request) {
@@ -88,7 +66,7 @@ func (s *Server) syncEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // allSyncEvents streams every sync's changes (GET /api/v1/events, ?app= for one app's) as
-// "sync" events, for a dashboard that shows syncs as they happen.
+// "sync" events (queue.SyncSummary), for a dashboard that shows syncs as they happen.
 func (s *Server) allSyncEvents(w http.ResponseWriter, r *http.Request) {
 	app := r.URL.Query().Get("app")
 	if _, ok := s.apps[app]; app != "" && !ok {
@@ -100,7 +78,7 @@ func (s *Server) allSyncEvents(w http.ResponseWriter, r *http.Request) {
 			if app != "" && rec.App != app {
 				return true
 			}
-			return send("sync", syncEvent(rec))
+			return send("sync", rec.Summary())
 		})
 	})
 }

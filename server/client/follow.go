@@ -185,20 +185,7 @@ func (c *Client) Watch(ctx context.Context, app string, fn func(SyncEvent) bool)
 }
 
 // SyncEvent is a sync as GET /api/v1/events tells of it: where it stands, without its objects.
-type SyncEvent struct {
-	ID         string         `json:"id"`
-	App        string         `json:"app"`
-	Kind       queue.Kind     `json:"kind"`
-	Trigger    queue.Trigger  `json:"trigger"`
-	SHA        string         `json:"sha"`
-	PR         int            `json:"pr,omitempty"`
-	State      queue.State    `json:"state"`
-	Message    string         `json:"message,omitempty"`
-	Counts     map[string]int `json:"counts,omitempty"`
-	EnqueuedAt time.Time      `json:"enqueuedAt"`
-	StartedAt  *time.Time     `json:"startedAt,omitempty"`
-	FinishedAt *time.Time     `json:"finishedAt,omitempty"`
-}
+type SyncEvent = queue.SyncSummary
 
 // events opens an event stream at path and hands each event to fn until fn says stop (nil
 // error), the stream ends (errStreamEnded), stays silent past StreamIdleTimeout, or ctx ends.
