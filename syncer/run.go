@@ -177,9 +177,10 @@ func (r *run) fail(ctx context.Context, cause error) error {
 	r.finish(queue.StateFailed, status.Failure, summary(re))
 	r.rec.Error = re
 	r.put(ctx)
-	r.notify(ctx, queue.StateFailed)
 	if r.job.Kind == queue.KindDeploy {
-		prev, _, _ := r.s.store.AppState(ctx, r.job.App)
+		// One read of the app's state serves the notification and the state kept after it.
+		prev, _, err := r.s.store.AppState(context.WithoutCancel(ctx), r.job.App)
+		r.notifyAfter(ctx, queue.StateFailed, prev, err)
 		r.putState(ctx, queue.AppState{App: r.job.App, SHA: r.job.SHA, State: queue.StateFailed, SyncID: r.job.ID, At: *r.rec.FinishedAt, AppliedSHA: prev.AppliedSHA})
 	}
 	r.report(ctx, status.Failure, r.rec.Message)

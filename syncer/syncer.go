@@ -258,15 +258,30 @@ var errDependencyFailed = errors.New("dependency failed")
 // notify tells the notifier how a deploy ends as state, before the app's state is updated.
 // Previews send nothing (their commit status is on the pull request).
 func (r *run) notify(ctx context.Context, state queue.State) {
-	if r.s.notify == nil || r.job.Kind != queue.KindDeploy {
-		return
-	}
-	if _, configured := r.s.apps[r.job.App]; !configured {
+	if !r.notifies() {
 		return
 	}
 	prev, _, err := r.s.store.AppState(context.WithoutCancel(ctx), r.job.App)
-	if err != nil {
-		r.log.Info("app state not read; the notification takes the app as new", "err", err)
+	r.notifyAfter(ctx, state, prev, err)
+}
+
+// notifies says whether the job's end is told to the notifier: a deploy of a configured app.
+func (r *run) notifies() bool {
+	if r.s.notify == nil || r.job.Kind != queue.KindDeploy {
+		return false
+	}
+	_, configured := r.s.apps[r.job.App]
+	return configured
+}
+
+// notifyAfter tells the notifier how the job ended, given the app's state before it as read
+// (readErr: it could not be).
+func (r *run) notifyAfter(ctx context.Context, state queue.State, prev queue.AppState, readErr error) {
+	if !r.notifies() {
+		return
+	}
+	if readErr != nil {
+		r.log.Info("app state not read; the notification takes the app as new", "err", readErr)
 	}
 	kind, ok := eventKind(prev, r.job, state)
 	if !ok {
