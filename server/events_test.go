@@ -70,8 +70,9 @@ func TestSyncEventsFollowASyncToItsEnd(t *testing.T) {
 	ts := httptest.NewServer(New(Config{Records: recs, Watch: recs, Apps: []AppInfo{{Name: "api"}}}).Routes())
 	defer ts.Close()
 
-	opened := make(chan struct{})
+	opened, written := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(written)
 		<-opened
 		time.Sleep(200 * time.Millisecond)
 		for _, st := range []queue.State{queue.StateRunning, queue.StateSucceeded} {
@@ -83,6 +84,7 @@ func TestSyncEventsFollowASyncToItsEnd(t *testing.T) {
 		}
 	}()
 	events, resp := readEvents(t, ctx, ts.URL+"/api/v1/syncs/"+id+"/events", 10, opened)
+	<-written // the last record is streamed before its Put has finished updating the history
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Errorf("Content-Type = %q", ct)
 	}
@@ -120,9 +122,10 @@ func TestAllSyncEventsFilterByApp(t *testing.T) {
 	ts := httptest.NewServer(New(Config{Records: recs, Watch: recs, Apps: []AppInfo{{Name: "api"}, {Name: "db"}}}).Routes())
 	defer ts.Close()
 
-	opened := make(chan struct{})
+	opened, written := make(chan struct{}), make(chan struct{})
 	api := queue.Record{ID: queue.NewID(), App: "api", State: queue.StateFailed, Message: "boom", Diff: "secret-looking diff"}
 	go func() {
+		defer close(written)
 		<-opened
 		time.Sleep(200 * time.Millisecond)
 		if err := recs.Put(ctx, queue.Record{ID: queue.NewID(), App: "db", State: queue.StateQueued}); err != nil {
@@ -133,6 +136,7 @@ func TestAllSyncEventsFilterByApp(t *testing.T) {
 		}
 	}()
 	events, _ := readEvents(t, ctx, ts.URL+"/api/v1/events?app=api", 1, opened)
+	<-written // the record is streamed before its Put has finished updating the history
 	if len(events) != 1 || events[0].name != "sync" {
 		t.Fatalf("events = %v, want one sync event", events)
 	}
