@@ -108,6 +108,9 @@ type Server struct {
 	closed chan struct{}
 	// streams holds a slot per open event stream (MaxEventStreams).
 	streams chan struct{}
+	// names is every app's name, sorted; index keeps where each stands (applist.go).
+	names []string
+	index *appIndex
 }
 
 // New builds the server and its routes.
@@ -121,6 +124,10 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, apps: map[string]AppInfo{}, closed: make(chan struct{}), streams: make(chan struct{}, MaxEventStreams)}
 	for _, a := range cfg.Apps {
 		s.apps[a.Name] = a
+	}
+	s.names = appNames(s.apps)
+	if f, ok := cfg.Records.(syncFollower); ok {
+		s.index = newAppIndex(f, cfg.Logger, s.closed)
 	}
 	s.http = &http.Server{
 		Handler:           s.Routes(),
