@@ -100,6 +100,9 @@ type ConsumeOptions struct {
 	Logger    *slog.Logger
 
 	idle *idleWatch // set by Consume
+	// maxHeld and overflowDelay are MaxHeldPerApp and heldOverflowDelay unless a test sets them.
+	maxHeld       int
+	overflowDelay time.Duration
 }
 
 // DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
@@ -146,6 +149,12 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.maxHeld <= 0 {
+		opts.maxHeld = MaxHeldPerApp
+	}
+	if opts.overflowDelay <= 0 {
+		opts.overflowDelay = heldOverflowDelay
 	}
 	// work outlives ctx by Grace so that running syncs can finish during shutdown.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))

@@ -185,10 +185,10 @@ func (d *dispatcher) hold(j *delivered) {
 	case found:
 		// Delivered again (a lease that lapsed here): the new delivery is the live one.
 		list[i] = j
-	case len(list) >= MaxHeldPerApp:
+	case len(list) >= d.opts.maxHeld:
 		d.mu.Unlock()
 		j.log.Info("queue: too many jobs of the app waiting here; handing this one back for a while", "held", len(list))
-		_ = j.msg.NakWithDelay(heldOverflowDelay)
+		_ = j.msg.NakWithDelay(d.opts.overflowDelay)
 		return
 	default:
 		d.held[subj] = slices.Insert(list, i, j)
