@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
+	"github.com/ferrygitops/ferry/queue/queuetest"
 )
 
 // countingRecords is the real record store, counting the reads the list must not make.
@@ -186,5 +187,53 @@ func TestAppListAtThousandsOfApps(t *testing.T) {
 	}
 	if seen == nil || seen.ID != live.ID || seen.State != queue.StateRunning {
 		t.Errorf("after a new sync app0001's lastSync = %+v, want %s running", seen, live.ID)
+	}
+}
+
+// historyOnly hides FollowSyncs, so that the server reads each app's history per list: the
+// way it listed apps before the index, kept for stores that cannot be followed.
+type historyOnly struct{ recs *queue.Records }
+
+func (h historyOnly) Get(ctx context.Context, id string) (queue.Record, error) {
+	return h.recs.Get(ctx, id)
+}
+func (h historyOnly) History(ctx context.Context, app string, limit int) ([]queue.Record, error) {
+	return h.recs.History(ctx, app, limit)
+}
+func (h historyOnly) FullDiff(ctx context.Context, id string) ([]byte, error) {
+	return h.recs.FullDiff(ctx, id)
+}
+
+// BenchmarkAppList is GET /api/v1/apps?limit=1000 and the dashboard's first page with 1,000
+// apps on a real record store: from the in-memory index, and reading each app's history.
+func BenchmarkAppList(b *testing.B) {
+	const apps = 1000
+	recs := queuetest.Records(b)
+	var infos []AppInfo
+	for i := range apps {
+		name := fmt.Sprintf("app%04d", i)
+		infos = append(infos, AppInfo{Name: name, Repo: "r", Path: "apps/" + name})
+		if err := recs.Put(b.Context(), queue.Record{ID: fmt.Sprintf("d%04d", i), App: name, Kind: queue.KindDeploy, SHA: "abc", State: queue.StateSucceeded}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		store Records
+	}{{"index", recs}, {"history-per-app", historyOnly{recs}}} {
+		srv := New(Config{Records: tc.store, Apps: infos})
+		b.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+		h := srv.Routes()
+		for _, path := range []string{"/api/v1/apps?limit=1000", "/"} {
+			b.Run(tc.name+path, func(b *testing.B) {
+				for b.Loop() {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, httptest.NewRequestWithContext(b.Context(), http.MethodGet, path, nil))
+					if w.Code != http.StatusOK {
+						b.Fatalf("%s: %d", path, w.Code)
+					}
+				}
+			})
+		}
 	}
 }
