@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -113,6 +114,12 @@ func (d *dispatcher) worker(ctx, work context.Context) {
 			_ = j.msg.Nak()
 			return
 		}
+		if j.seq == 0 {
+			// Without its stream sequence the job cannot be placed among its app's.
+			j.log.Warn("queue: delivered job carries no stream sequence; handing it back")
+			_ = j.msg.NakWithDelay(d.opts.overflowDelay)
+			continue
+		}
 		switch d.oldest(ctx, j) {
 		case jobNext:
 			d.runChain(ctx, work, j)
@@ -162,6 +169,7 @@ func (d *dispatcher) head(ctx context.Context, subject string) (uint64, bool, er
 // runChain runs j, then the jobs of its app this process holds, each once it is the oldest.
 func (d *dispatcher) runChain(ctx, work context.Context, j *delivered) {
 	for j != nil {
+		d.forget(j)
 		d.q.run(ctx, work, j, d.h, d.opts)
 		if ctx.Err() != nil {
 			return
@@ -176,7 +184,7 @@ func (d *dispatcher) hold(j *delivered) {
 	subj := j.msg.Subject()
 	d.mu.Lock()
 	list := d.held[subj]
-	i, found := slices.BinarySearchFunc(list, j.seq, func(h *delivered, seq uint64) int { return compareSeq(h.seq, seq) })
+	i, found := slices.BinarySearchFunc(list, j.seq, func(h *delivered, seq uint64) int { return cmp.Compare(h.seq, seq) })
 	switch {
 	case d.closed:
 		d.mu.Unlock()
@@ -196,14 +204,22 @@ func (d *dispatcher) hold(j *delivered) {
 	d.mu.Unlock()
 }
 
-func compareSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// forget drops an earlier delivery of j that this process still holds (its lease lapsed here and
+// the job came back), so that it cannot be run a second time.
+func (d *dispatcher) forget(j *delivered) {
+	subj := j.msg.Subject()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list := d.held[subj]
+	if i, found := slices.BinarySearchFunc(list, j.seq, func(h *delivered, seq uint64) int { return cmp.Compare(h.seq, seq) }); found {
+		list = slices.Delete(list, i, i+1)
+		if len(list) == 0 {
+			delete(d.held, subj)
+		} else {
+			d.held[subj] = list
+		}
 	}
-	return 0
+	d.ready = slices.DeleteFunc(d.ready, func(r *delivered) bool { return r != j && r.seq == j.seq && r.msg.Subject() == subj })
 }
 
 // promote returns the held job of subject that is now the oldest stored, taking it out of held;
