@@ -389,19 +389,20 @@ func (q *Queue) runWithSlot(ctx, work context.Context, j *delivered, slots chan 
 }
 
 // run keeps a job alive while it runs, then acknowledges, retries or terminates it as the
-// handler says.
-func (q *Queue) run(ctx, work context.Context, j *delivered, h Handler, opts ConsumeOptions) {
+// handler says. ended is true when JetStream confirmed the job is done (acknowledged or
+// terminated): it is no longer stored, or is about to be removed.
+func (q *Queue) run(ctx, work context.Context, j *delivered, h Handler, opts ConsumeOptions) (ended bool) {
 	if ctx.Err() != nil {
 		_ = j.msg.Nak()
-		return
+		return false
 	}
 	alive, stopAlive := context.WithCancelCause(work)
 	defer stopAlive(nil)
 	go q.keepAlive(alive, j.msg, opts.AckWait, stopAlive)
-	q.runAlive(alive, work, stopAlive, j, h, opts)
+	return q.runAlive(alive, work, stopAlive, j, h, opts)
 }
 
-func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCauseFunc, j *delivered, h Handler, opts ConsumeOptions) {
+func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCauseFunc, j *delivered, h Handler, opts ConsumeOptions) (ended bool) {
 	opts.idle.begin()
 	defer opts.idle.end()
 	msg, d, log := j.msg, j.d, j.log
@@ -417,7 +418,9 @@ func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCa
 	case err == nil:
 		if aerr := msg.DoubleAck(context.WithoutCancel(work)); aerr != nil {
 			log.Warn("queue: ack", "err", aerr)
+			return false
 		}
+		return true
 	case work.Err() != nil:
 		// Shutdown cut the job short: another worker will run it again.
 		log.Info("queue: job interrupted by shutdown, handing it back", "err", err)
@@ -431,8 +434,11 @@ func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCa
 		// which runs once this one is gone from the stream, finds it gone.
 		if terr := q.termSync(context.WithoutCancel(work), msg, truncate(err.Error(), 200)); terr != nil {
 			log.Warn("queue: terminate", "err", terr)
+			return false
 		}
+		return true
 	}
+	return false
 }
 
 // keepAlive tells JetStream that msg's job is in progress every ackWait/4 until ctx ends. When
