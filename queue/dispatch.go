@@ -43,7 +43,7 @@ const (
 // app can be out at once. A job runs only when it is the oldest stored on its app's subject: in a
 // work-queue stream an ended job is deleted, so that oldest job is the one running or next, and it
 // is out to one worker at most. A later job is held: kept in memory with heartbeats from one
-// goroutine, on no worker, and run when the worker that ran the job before it (in this process)
+// goroutine for all, on no worker, and run when the worker that ran the job before it (in this process)
 // finds it is the oldest now, or when the periodic recheck does. Holding costs no delivery, so a
 // job waiting behind a long sync does not run down its MaxDeliver budget; beyond MaxHeldPerApp per
 // app, jobs go back to the stream for a while instead.
@@ -51,6 +51,19 @@ const (
 // A job waiting out a retry delay (dependencies, a transient failure) is with the stream, not
 // on a worker: it still counts against the consumer's MaxAckPending, but JetStream delivers due
 // retries before new jobs even when MaxAckPending is reached, so it cannot lock itself out.
+//
+// Why this and not something else:
+//   - One consumer per app serialised by MaxAckPending 1, as before, hits JetStream's consumer
+//     limit (about 1,000) and costs goroutines and server state per idle app.
+//   - A fixed set of consumers over hashed partitions of the apps would serialise unrelated apps
+//     behind each other's long syncs.
+//   - Handing a later job back with a delay instead of holding it spends a delivery every time
+//     (a job behind a 10-minute sync would reach MaxDeliver while merely waiting), and it frees
+//     no MaxAckPending room: JetStream counts a job waiting out a delay as pending.
+//
+// A burst for one app cannot starve the others: workers fetch only when free and a later job is
+// set aside at once, so other apps' jobs keep flowing; what a burst fills is MaxAckPending,
+// which is far larger than any one app's backlog should get (DefaultDeployMaxAckPending).
 type dispatcher struct {
 	q      *Queue
 	stream jetstream.Stream
