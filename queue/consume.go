@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -214,6 +215,12 @@ func (q *Queue) startConsumers(ctx context.Context, opts ConsumeOptions) (jetstr
 	// these settings.
 	dcfg := q.deployConsumerConfig(opts)
 	deploys, err := stream.CreateOrUpdateConsumer(ctx, dcfg)
+	if limit, ok := maxAckPendingLimit(err); ok && limit < dcfg.MaxAckPending {
+		// The NATS server, account or stream caps MaxAckPending below ferry's bound: take the cap.
+		opts.Logger.Warn("queue: NATS caps the deploy jobs handed out at once below ferry's bound", "limit", limit, "bound", dcfg.MaxAckPending)
+		dcfg.MaxAckPending = limit
+		deploys, err = stream.CreateOrUpdateConsumer(ctx, dcfg)
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", dcfg.Description, err)
 	}
@@ -223,6 +230,24 @@ func (q *Queue) startConsumers(ctx context.Context, opts ConsumeOptions) (jetstr
 		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", pcfg.Description, err)
 	}
 	return stream, deploys, previews, nil
+}
+
+// errCodeMaxAckPendingExcess is JetStream's error for a consumer whose MaxAckPending exceeds
+// what the server, account or stream allows; its description ends with the limit.
+const errCodeMaxAckPendingExcess jetstream.ErrorCode = 10121
+
+// maxAckPendingLimit returns the limit a consumer creation was refused for, if that was the reason.
+func maxAckPendingLimit(err error) (int, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeMaxAckPendingExcess {
+		return 0, false
+	}
+	fields := strings.Fields(apiErr.Description)
+	if len(fields) == 0 {
+		return 0, false
+	}
+	n, perr := strconv.Atoi(fields[len(fields)-1])
+	return n, perr == nil && n > 0
 }
 
 // deployConsumerConfig is the one consumer of every app's deploy jobs. It redelivers a job

@@ -130,3 +130,40 @@ func TestBurstOfThousandAppsDrains(t *testing.T) {
 		t.Errorf("an app ran two jobs at once %d times", overlaps)
 	}
 }
+
+// TestDeployBoundTakesTheStreamsCap: a NATS setup that caps MaxAckPending below ferry's bound
+// (here the stream's consumer limits) does not stop the workers: the deploy consumer takes the
+// cap, and jobs run.
+func TestDeployBoundTakesTheStreamsCap(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	stream, err := q.js.Stream(t.Context(), StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.ConsumerLimits.MaxAckPending = 500
+	if _, err := q.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{}, 1)
+	consumeInBackground(t, q, []string{"api"}, func(context.Context, Job, Delivery) error {
+		ran <- struct{}{}
+		return nil
+	}, quietOptions())
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("api", "abc", "d-capped")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ran:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no job ran under a capped MaxAckPending")
+	}
+	cons, err := q.js.Consumer(t.Context(), StreamName, deployConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cons.CachedInfo().Config.MaxAckPending; got != 500 {
+		t.Errorf("deploy consumer's MaxAckPending is %d, want the stream's cap 500", got)
+	}
+}
