@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -214,6 +215,12 @@ func (q *Queue) startConsumers(ctx context.Context, opts ConsumeOptions) (jetstr
 	// these settings.
 	dcfg := q.deployConsumerConfig(opts)
 	deploys, err := stream.CreateOrUpdateConsumer(ctx, dcfg)
+	if limit, ok := maxAckPendingLimit(err); ok && limit < dcfg.MaxAckPending {
+		// The NATS server, account or stream caps MaxAckPending below ferry's bound: take the cap.
+		opts.Logger.Warn("queue: NATS caps the deploy jobs handed out at once below ferry's bound", "limit", limit, "bound", dcfg.MaxAckPending)
+		dcfg.MaxAckPending = limit
+		deploys, err = stream.CreateOrUpdateConsumer(ctx, dcfg)
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", dcfg.Description, err)
 	}
@@ -223,6 +230,24 @@ func (q *Queue) startConsumers(ctx context.Context, opts ConsumeOptions) (jetstr
 		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", pcfg.Description, err)
 	}
 	return stream, deploys, previews, nil
+}
+
+// errCodeMaxAckPendingExcess is JetStream's error for a consumer whose MaxAckPending exceeds
+// what the server, account or stream allows; its description ends with the limit.
+const errCodeMaxAckPendingExcess jetstream.ErrorCode = 10121
+
+// maxAckPendingLimit returns the limit a consumer creation was refused for, if that was the reason.
+func maxAckPendingLimit(err error) (int, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeMaxAckPendingExcess {
+		return 0, false
+	}
+	fields := strings.Fields(apiErr.Description)
+	if len(fields) == 0 {
+		return 0, false
+	}
+	n, perr := strconv.Atoi(fields[len(fields)-1])
+	return n, perr == nil && n > 0
 }
 
 // deployConsumerConfig is the one consumer of every app's deploy jobs. It redelivers a job
@@ -389,19 +414,20 @@ func (q *Queue) runWithSlot(ctx, work context.Context, j *delivered, slots chan 
 }
 
 // run keeps a job alive while it runs, then acknowledges, retries or terminates it as the
-// handler says.
-func (q *Queue) run(ctx, work context.Context, j *delivered, h Handler, opts ConsumeOptions) {
+// handler says. ended is true when JetStream confirmed the job is done (acknowledged or
+// terminated): it is no longer stored, or is about to be removed.
+func (q *Queue) run(ctx, work context.Context, j *delivered, h Handler, opts ConsumeOptions) (ended bool) {
 	if ctx.Err() != nil {
 		_ = j.msg.Nak()
-		return
+		return false
 	}
 	alive, stopAlive := context.WithCancelCause(work)
 	defer stopAlive(nil)
 	go q.keepAlive(alive, j.msg, opts.AckWait, stopAlive)
-	q.runAlive(alive, work, stopAlive, j, h, opts)
+	return q.runAlive(alive, work, stopAlive, j, h, opts)
 }
 
-func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCauseFunc, j *delivered, h Handler, opts ConsumeOptions) {
+func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCauseFunc, j *delivered, h Handler, opts ConsumeOptions) (ended bool) {
 	opts.idle.begin()
 	defer opts.idle.end()
 	msg, d, log := j.msg, j.d, j.log
@@ -417,7 +443,9 @@ func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCa
 	case err == nil:
 		if aerr := msg.DoubleAck(context.WithoutCancel(work)); aerr != nil {
 			log.Warn("queue: ack", "err", aerr)
+			return false
 		}
+		return true
 	case work.Err() != nil:
 		// Shutdown cut the job short: another worker will run it again.
 		log.Info("queue: job interrupted by shutdown, handing it back", "err", err)
@@ -431,8 +459,11 @@ func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCa
 		// which runs once this one is gone from the stream, finds it gone.
 		if terr := q.termSync(context.WithoutCancel(work), msg, truncate(err.Error(), 200)); terr != nil {
 			log.Warn("queue: terminate", "err", terr)
+			return false
 		}
+		return true
 	}
+	return false
 }
 
 // keepAlive tells JetStream that msg's job is in progress every ackWait/4 until ctx ends. When

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -25,6 +26,11 @@ const (
 	// later jobs it holds, for an earlier job that ended on another replica or waits out a retry
 	// delay with the stream. A job ending in this process is followed at once by the next one.
 	heldRecheck = time.Second
+	// ackSettleReads and ackSettlePause: how often, and how far apart, the oldest job of an app
+	// is read again while the job this process just ended still shows there (see promote).
+	// Past them, the recheck finds the next job.
+	ackSettleReads = 20
+	ackSettlePause = 10 * time.Millisecond
 	// fetchWait is how long the pull request of an idle worker waits for a job. One worker of a
 	// process pulls at a time, so an idle replica sends one request per fetchWait.
 	fetchWait = time.Second
@@ -37,14 +43,27 @@ const (
 // app can be out at once. A job runs only when it is the oldest stored on its app's subject: in a
 // work-queue stream an ended job is deleted, so that oldest job is the one running or next, and it
 // is out to one worker at most. A later job is held: kept in memory with heartbeats from one
-// goroutine, on no worker, and run when the worker that ran the job before it (in this process)
-// finds it is the oldest now, or when the holder's recheck does. Holding costs no delivery, so a
+// goroutine for all, on no worker, and run when the worker that ran the job before it (in this process)
+// finds it is the oldest now, or when the periodic recheck does. Holding costs no delivery, so a
 // job waiting behind a long sync does not run down its MaxDeliver budget; beyond MaxHeldPerApp per
 // app, jobs go back to the stream for a while instead.
 //
 // A job waiting out a retry delay (dependencies, a transient failure) is with the stream, not
 // on a worker: it still counts against the consumer's MaxAckPending, but JetStream delivers due
 // retries before new jobs even when MaxAckPending is reached, so it cannot lock itself out.
+//
+// Why this and not something else:
+//   - One consumer per app serialised by MaxAckPending 1, as before, hits JetStream's consumer
+//     limit (about 1,000) and costs goroutines and server state per idle app.
+//   - A fixed set of consumers over hashed partitions of the apps would serialise unrelated apps
+//     behind each other's long syncs.
+//   - Handing a later job back with a delay instead of holding it spends a delivery every time
+//     (a job behind a 10-minute sync would reach MaxDeliver while merely waiting), and it frees
+//     no MaxAckPending room: JetStream counts a job waiting out a delay as pending.
+//
+// A burst for one app cannot starve the others: workers fetch only when free and a later job is
+// set aside at once, so other apps' jobs keep flowing; what a burst fills is MaxAckPending,
+// which is far larger than any one app's backlog should get (DefaultDeployMaxAckPending).
 type dispatcher struct {
 	q      *Queue
 	stream jetstream.Stream
@@ -70,12 +89,13 @@ func newDispatcher(q *Queue, stream jetstream.Stream, cons jetstream.Consumer, h
 		fetchTurn: make(chan struct{}, 1), wake: make(chan struct{}, 1), held: map[string][]*delivered{}}
 }
 
-// start runs the workers and the holder until ctx ends; wg counts them.
+// start runs the workers and the keepers of held jobs until ctx ends; wg counts them.
 func (d *dispatcher) start(ctx, work context.Context, wg *sync.WaitGroup) {
 	for range d.opts.Workers {
 		wg.Go(func() { d.worker(ctx, work) })
 	}
-	wg.Go(func() { d.holder(ctx) })
+	wg.Go(func() { d.keepHeld(ctx) })
+	wg.Go(func() { d.recheckHeld(ctx) })
 }
 
 // worker runs ready held jobs first, then jobs it fetches, until ctx ends.
@@ -112,6 +132,12 @@ func (d *dispatcher) worker(ctx, work context.Context) {
 		if ctx.Err() != nil {
 			_ = j.msg.Nak()
 			return
+		}
+		if j.seq == 0 {
+			// Without its stream sequence the job cannot be placed among its app's.
+			j.log.Warn("queue: delivered job carries no stream sequence; handing it back")
+			_ = j.msg.NakWithDelay(d.opts.overflowDelay)
+			continue
 		}
 		switch d.oldest(ctx, j) {
 		case jobNext:
@@ -162,11 +188,15 @@ func (d *dispatcher) head(ctx context.Context, subject string) (uint64, bool, er
 // runChain runs j, then the jobs of its app this process holds, each once it is the oldest.
 func (d *dispatcher) runChain(ctx, work context.Context, j *delivered) {
 	for j != nil {
-		d.q.run(ctx, work, j, d.h, d.opts)
+		d.forget(j)
+		var ended uint64
+		if d.q.run(ctx, work, j, d.h, d.opts) {
+			ended = j.seq
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		j = d.promote(ctx, j.msg.Subject())
+		j = d.promote(ctx, j.msg.Subject(), ended)
 	}
 }
 
@@ -176,7 +206,7 @@ func (d *dispatcher) hold(j *delivered) {
 	subj := j.msg.Subject()
 	d.mu.Lock()
 	list := d.held[subj]
-	i, found := slices.BinarySearchFunc(list, j.seq, func(h *delivered, seq uint64) int { return compareSeq(h.seq, seq) })
+	i, found := slices.BinarySearchFunc(list, j.seq, func(h *delivered, seq uint64) int { return cmp.Compare(h.seq, seq) })
 	switch {
 	case d.closed:
 		d.mu.Unlock()
@@ -196,19 +226,29 @@ func (d *dispatcher) hold(j *delivered) {
 	d.mu.Unlock()
 }
 
-func compareSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// forget drops an earlier delivery of j that this process still holds (its lease lapsed here and
+// the job came back), so that it cannot be run a second time.
+func (d *dispatcher) forget(j *delivered) {
+	subj := j.msg.Subject()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list := d.held[subj]
+	if i, found := slices.BinarySearchFunc(list, j.seq, func(h *delivered, seq uint64) int { return cmp.Compare(h.seq, seq) }); found {
+		list = slices.Delete(list, i, i+1)
+		if len(list) == 0 {
+			delete(d.held, subj)
+		} else {
+			d.held[subj] = list
+		}
 	}
-	return 0
+	d.ready = slices.DeleteFunc(d.ready, func(r *delivered) bool { return r != j && r.seq == j.seq && r.msg.Subject() == subj })
 }
 
 // promote returns the held job of subject that is now the oldest stored, taking it out of held;
-// held jobs found ended elsewhere are dropped.
-func (d *dispatcher) promote(ctx context.Context, subject string) *delivered {
+// held jobs found ended elsewhere are dropped. ended, when set, is the sequence of the job of
+// subject this process just ended: on a NATS cluster the stream leader may remove it a moment
+// after the consumer confirmed the ack, so it is read again a few times while it still shows.
+func (d *dispatcher) promote(ctx context.Context, subject string, ended uint64) *delivered {
 	d.mu.Lock()
 	empty := len(d.held[subject]) == 0
 	d.mu.Unlock()
@@ -216,6 +256,14 @@ func (d *dispatcher) promote(ctx context.Context, subject string) *delivered {
 		return nil
 	}
 	head, found, err := d.head(ctx, subject)
+	for try := 0; err == nil && found && ended != 0 && head == ended && try < ackSettleReads; try++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(ackSettlePause):
+		}
+		head, found, err = d.head(ctx, subject)
+	}
 	if err != nil {
 		d.opts.Logger.Warn("queue: oldest job of the app not read; its held jobs wait", "subject", subject, "err", err)
 		return nil
@@ -240,7 +288,7 @@ func (d *dispatcher) promote(ctx context.Context, subject string) *delivered {
 	return next
 }
 
-// takeReady returns a held job found next by the holder, if any.
+// takeReady returns a held job the recheck found next, if any.
 func (d *dispatcher) takeReady() *delivered {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -262,15 +310,13 @@ func (d *dispatcher) signal() {
 	}
 }
 
-// holder keeps the held jobs alive and looks again every heldRecheck at whether one became the
-// oldest of its app. When NATS stays unreachable for half the ack wait it gives every held job
-// up (JetStream hands them out again); at shutdown it hands them back at once.
-func (d *dispatcher) holder(ctx context.Context) {
-	beatEvery := d.opts.AckWait / heartbeatsPerAckWait
-	tick := min(heldRecheck, beatEvery)
-	t := time.NewTicker(tick)
+// keepHeld keeps the held jobs alive with a heartbeat every AckWait/4. When NATS stays
+// unreachable for half the ack wait it gives every held job up (JetStream hands them out again);
+// at shutdown it hands them back at once.
+func (d *dispatcher) keepHeld(ctx context.Context) {
+	t := time.NewTicker(d.opts.AckWait / heartbeatsPerAckWait)
 	defer t.Stop()
-	lastBeat, lastConnected := time.Now(), time.Now()
+	lastConnected := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -289,10 +335,21 @@ func (d *dispatcher) holder(ctx context.Context) {
 				continue
 			}
 			lastConnected = now
-			if now.Sub(lastBeat)+tick/2 >= beatEvery {
-				lastBeat = now
-				d.beat()
-			}
+			d.beat()
+		}
+	}
+}
+
+// recheckHeld looks every heldRecheck at whether a held job became the oldest of its app. It
+// runs apart from the heartbeats, which a slow round of reads must not hold up.
+func (d *dispatcher) recheckHeld(ctx context.Context) {
+	t := time.NewTicker(heldRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 			d.recheck(ctx)
 		}
 	}
@@ -338,11 +395,17 @@ func (d *dispatcher) recheck(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if j := d.promote(ctx, s); j != nil {
+		if j := d.promote(ctx, s, 0); j != nil {
 			d.mu.Lock()
-			d.ready = append(d.ready, j)
-			d.signal()
+			closed := d.closed
+			if !closed {
+				d.ready = append(d.ready, j)
+				d.signal()
+			}
 			d.mu.Unlock()
+			if closed {
+				_ = j.msg.Nak()
+			}
 		}
 	}
 }

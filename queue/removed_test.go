@@ -135,6 +135,13 @@ func TestLegacyConsumersReplaced(t *testing.T) {
 	if diff := cmp.Diff([]string{deployConsumer, previewConsumer}, consumers); diff != "" {
 		t.Errorf("consumers after the upgrade (-want +got):\n%s", diff)
 	}
+	// An old replica started after the upgrade cannot make its per-app consumer back: it stops
+	// rather than run jobs beside the new ones.
+	if _, err := q.js.CreateOrUpdateConsumer(t.Context(), StreamName, legacyConsumerConfig("deploy-a1", Subject(KindDeploy, "a1"), 1)); err == nil {
+		t.Error("a per-app consumer of an older version was created beside the shared one")
+	} else {
+		t.Logf("an older version's consumer is refused: %v", err)
+	}
 }
 
 // A Consume told to stop while it is still creating its consumers (a SIGTERM right after start)
