@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/source"
+	"github.com/ferrygitops/ferry/test/gitserver"
 )
 
 // fixedHead is a HeadResolver whose branch head a test sets.
@@ -235,5 +236,62 @@ func TestGitHost(t *testing.T) {
 		if got := gitHost(in); got != want {
 			t.Errorf("gitHost(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRecoverListsEachRepositoryOnceOverHTTP: against a real git server, start-up recovery of
+// 3 repositories of 200 apps each asks the server for refs once per repository (one ref
+// listing, not one per app), queues every app at its repository's head, and an unchanged head's
+// poll asks once more and queues nothing.
+func TestRecoverListsEachRepositoryOnceOverHTTP(t *testing.T) {
+	srv := gitserver.New(t)
+	const perRepo = 200
+	var rs []Repo
+	var apps []App
+	heads := map[string]string{}
+	for r := range 3 {
+		name := fmt.Sprintf("repo%d", r)
+		files := map[string]string{}
+		for a := range perRepo {
+			app := fmt.Sprintf("%s-app%03d", name, a)
+			files["apps/"+app+"/cm.yaml"] = "kind: ConfigMap\n"
+			apps = append(apps, App{Name: app, Repo: name, Path: "apps/" + app})
+		}
+		gr := srv.CreateRepo(t, "acme/"+name)
+		heads[name] = gr.Commit(t, "main", "apps", files)
+		rs = append(rs, Repo{Name: name, Branch: "main", Source: source.Repo{Name: name, URL: gr.CloneURL()}})
+	}
+	cache, err := source.New(source.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	s := New(rs, apps, Parts{Fetch: w.fetch, Apply: w.applier, Store: w.store, Backlog: w.backlog, Metrics: NewMetrics(prometheus.NewRegistry())}, w.s.opts)
+	sink := &jobSink{}
+	p := s.NewPoller(cache, sink, PollOptions{Logger: w.s.opts.Logger})
+	before := srv.Requests()
+	for _, r := range rs {
+		if err := p.Recover(t.Context(), r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.Requests() - before; n != int64(len(rs)) {
+		t.Errorf("start-up of %d repositories made %d requests to the git server, want one each", len(rs), n)
+	}
+	if len(sink.jobs) != len(apps) {
+		t.Fatalf("%d start-up jobs, want %d", len(sink.jobs), len(apps))
+	}
+	for _, j := range sink.jobs {
+		if j.SHA != heads[j.Repo] {
+			t.Errorf("job of %s at %s, want its repository's head %s", j.App, j.SHA, heads[j.Repo])
+		}
+	}
+	sink.jobs = nil
+	before = srv.Requests()
+	if err := p.Poll(t.Context(), "repo0"); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Requests() - before; n != 1 || len(sink.jobs) != 0 {
+		t.Errorf("a poll of an unchanged head made %d requests and queued %d jobs, want 1 and 0", n, len(sink.jobs))
 	}
 }
