@@ -44,8 +44,8 @@ type appLast struct {
 }
 
 // appIndex keeps every app's newest sync and newest deploy in memory, fed by one watch of the
-// record bucket that any replica's writes reach. It starts on the first list request and
-// stops when the server shuts down.
+// record bucket that any replica's writes reach. It starts when the server serves (or on the
+// first list request) and stops when the server shuts down.
 type appIndex struct {
 	src    syncFollower
 	log    *slog.Logger
@@ -63,10 +63,14 @@ func newAppIndex(src syncFollower, log *slog.Logger, closed <-chan struct{}) *ap
 	return &appIndex{src: src, log: log, closed: closed, ready: make(chan struct{}), last: map[string]*appLast{}}
 }
 
+// begin starts following the records, once: when the server starts serving, so that the first
+// list after a start finds the index loaded, or at the first list of a server that only routes.
+func (x *appIndex) begin() { x.start.Do(func() { go x.run() }) }
+
 // wait starts the index if it is not running and waits until it has read every stored record,
 // at most listWait.
 func (x *appIndex) wait(ctx context.Context) error {
-	x.start.Do(func() { go x.run() })
+	x.begin()
 	t := time.NewTimer(listWait)
 	defer t.Stop()
 	select {

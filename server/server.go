@@ -192,6 +192,9 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	if s.index != nil {
+		s.index.begin()
+	}
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
