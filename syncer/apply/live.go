@@ -74,7 +74,7 @@ func (e *Engine) listOwned(ctx context.Context, app string, ms []mapping) (map[s
 func (e *Engine) listMeta(ctx context.Context, gvr schema.GroupVersionResource, ns, sel string, fn func(*metav1.ObjectMeta)) error {
 	opts := metav1.ListOptions{LabelSelector: sel, Limit: listPageSize}
 	for {
-		l, err := e.meta.Resource(gvr).Namespace(ns).List(ctx, opts)
+		l, err := e.own.meta.Resource(gvr).Namespace(ns).List(ctx, opts)
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -140,7 +140,7 @@ func (e *Engine) lookup(ctx context.Context, objs []*desired) (map[string]liveMe
 		var err error
 		if t.d != nil {
 			var pom *metav1.PartialObjectMetadata
-			pom, err = e.meta.Resource(t.g.m.gvr).Namespace(t.g.ns).Get(ctx, t.d.id.Name, metav1.GetOptions{})
+			pom, err = e.own.meta.Resource(t.g.m.gvr).Namespace(t.g.ns).Get(ctx, t.d.id.Name, metav1.GetOptions{})
 			switch {
 			case apierrors.IsNotFound(err):
 				err = nil
