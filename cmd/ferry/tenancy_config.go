@@ -26,8 +26,11 @@ func (p *PolicyConf) policy(owner string) policy.Policy {
 
 // validateTenancy checks the service accounts and policies: every app's service account (its
 // own or the default) must name one, in strict mode every app must have one, and every policy
-// must be usable.
+// must be usable. readAuth needs a way to authenticate.
 func (c *Config) validateTenancy(bad func(string, ...any)) {
+	if c.ReadAuth && len(c.APITokens) == 0 && c.AuthProxy == nil {
+		bad("readAuth needs apiTokens or authProxy: otherwise nobody could read the API or the pages")
+	}
 	if c.DefaultServiceAccountName != "" {
 		if _, _, err := apply.ServiceAccountRef(c.DefaultServiceAccountName, "default"); err != nil {
 			bad("defaultServiceAccountName: %v", err)

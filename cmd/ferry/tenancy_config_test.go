@@ -83,6 +83,7 @@ func TestTenancyConfigRefused(t *testing.T) {
 		{"bad glob", "", "policy: {namespaces: ['team-[a']}", "", "", `repo team-a: policy: namespaces: pattern "team-[a"`},
 		{"both cluster settings", "", "", "policy: {clusterScoped: true, clusterKinds: [Namespace]}", "",
 			"app web: policy: set clusterScoped (every cluster-scoped kind) or clusterKinds (only these), not both"},
+		{"readAuth without credentials", "readAuth: true\n", "", "", "", "readAuth needs apiTokens or authProxy"},
 		{"unknown policy key", "", "policy: {namespace: [a]}", "", "", `unknown key "namespace"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
