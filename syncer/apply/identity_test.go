@@ -1,14 +1,21 @@
 package apply
 
 import (
+	"context"
 	"errors"
+	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ferrygitops/ferry/syncer/render"
 )
@@ -194,5 +201,96 @@ func TestAdmit(t *testing.T) {
 	}
 	if v.get(t, "v1", "namespaces", "", "t-admit") != nil {
 		t.Error("Namespace t-admit created despite the denial")
+	}
+}
+
+// ferryRules are the rules of the ClusterRole that deploy/rbac.yaml gives ferry.
+func ferryRules(t *testing.T) []rbacv1.PolicyRule {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for doc := range strings.SplitSeq(string(raw), "\n---\n") {
+		var cr rbacv1.ClusterRole
+		if err := yaml.Unmarshal([]byte(doc), &cr); err != nil {
+			t.Fatal(err)
+		}
+		if cr.Kind == "ClusterRole" {
+			return cr.Rules
+		}
+	}
+	t.Fatal("deploy/rbac.yaml holds no ClusterRole")
+	return nil
+}
+
+// asFerry returns an engine that authenticates as a service account bound to rules, as ferry
+// does in a cluster, rather than as the test's administrator.
+func asFerry(t *testing.T, v *env, ns string, rules []rbacv1.PolicyRule) *Engine {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := v.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "ferry"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ns},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "ferry", Namespace: ns}},
+	}
+	if _, err := v.kube.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := v.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "ferry", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &rest.Config{Host: v.cfg.Host, BearerToken: tr.Status.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: v.cfg.CAData, CAFile: v.cfg.CAFile}}
+	e, err := New(cfg, Options{PollInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// The ClusterRole that deploy/rbac.yaml gives ferry lets it impersonate the apps' service
+// accounts; without its impersonate rule, the apiserver refuses.
+func TestShippedRBACImpersonates(t *testing.T) {
+	v := newEnv(t)
+	tenant(t, v, "t-rbac-a", "t-rbac-b")
+	app := App{Name: "rbac-shipped", Namespace: "t-rbac-a", ServiceAccount: "deployer", Prune: true}
+	rules := ferryRules(t)
+
+	var without []rbacv1.PolicyRule
+	for _, r := range rules {
+		if !slices.Contains(r.Verbs, "impersonate") {
+			without = append(without, r)
+		}
+	}
+	if len(without) == len(rules) {
+		t.Fatal("deploy/rbac.yaml grants no impersonate verb")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	_, err := asFerry(t, v, "t-rbac-noimp", without).Sync(ctx, app, "r1", objsOf(configMap(t, "", "settings", "1")))
+	// Older apiservers say `cannot impersonate resource "serviceaccounts"`; those with constrained
+	// impersonation name the verb they would also accept, `cannot impersonate-on:serviceaccount:patch`.
+	if err == nil || !strings.Contains(err.Error(), `User "system:serviceaccount:t-rbac-noimp:ferry" cannot impersonate`) {
+		t.Fatalf("sync without the impersonate rule: %v", err)
+	}
+
+	e := asFerry(t, v, "t-rbac-sys", rules)
+	if _, err := e.Sync(ctx, app, "r1", objsOf(configMap(t, "", "settings", "1"))); err != nil {
+		t.Fatalf("sync with deploy/rbac.yaml's rules: %v", err)
+	}
+	_, err = e.Sync(ctx, app, "r2", objsOf(configMap(t, "", "settings", "1"), inNamespace(t, configMap(t, "", "x", "1"), "t-rbac-b")))
+	if err == nil || !strings.Contains(err.Error(), `User "system:serviceaccount:t-rbac-a:deployer" cannot patch resource "configmaps"`) {
+		t.Fatalf("the impersonated account's rights do not apply: %v", err)
 	}
 }
