@@ -294,3 +294,33 @@ func TestShippedRBACImpersonates(t *testing.T) {
 		t.Fatalf("the impersonated account's rights do not apply: %v", err)
 	}
 }
+
+// The apiserver gives an impersonated service account its groups, so rights granted to
+// system:serviceaccounts:<namespace> (as RBAC allows for a whole team) apply to the app too.
+func TestServiceAccountGroups(t *testing.T) {
+	v := newEnv(t)
+	ctx := t.Context()
+	const ns = "t-sag-a"
+	if _, err := v.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "member"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "team"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"*"}},
+	}}
+	if _, err := v.kube.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "team"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "team"},
+		Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "system:serviceaccounts:" + ns}}}
+	if _, err := v.kube.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.mustSync(t, App{Name: "sa-groups", Namespace: ns, ServiceAccount: "member"}, "r1", configMap(t, "", "settings", "1"))
+	if v.get(t, "v1", "configmaps", ns, "settings") == nil {
+		t.Error("ConfigMap not applied through the account's group")
+	}
+}
