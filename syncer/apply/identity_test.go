@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -322,5 +323,31 @@ func TestServiceAccountGroups(t *testing.T) {
 	v.mustSync(t, App{Name: "sa-groups", Namespace: ns, ServiceAccount: "member"}, "r1", configMap(t, "", "settings", "1"))
 	if v.get(t, "v1", "configmaps", ns, "settings") == nil {
 		t.Error("ConfigMap not applied through the account's group")
+	}
+}
+
+// The impersonating client sets are bounded: past MaxIdentities the least recently used goes.
+func TestIdentitiesBounded(t *testing.T) {
+	ids := newIdentities(&rest.Config{Host: "https://127.0.0.1:1"})
+	user := func(i int) string { return ServiceAccountUser("ns", "sa-"+strconv.Itoa(i)) }
+	for i := range MaxIdentities {
+		if _, err := ids.get(user(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ids.get(user(0)); err != nil { // used again: now the most recent
+		t.Fatal(err)
+	}
+	if _, err := ids.get(user(MaxIdentities)); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids.sets) != MaxIdentities {
+		t.Fatalf("%d client sets kept, want %d", len(ids.sets), MaxIdentities)
+	}
+	if _, ok := ids.sets[user(1)]; ok {
+		t.Error("the least recently used set was kept")
+	}
+	if _, ok := ids.sets[user(0)]; !ok {
+		t.Error("a set used again was dropped")
 	}
 }
