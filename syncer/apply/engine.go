@@ -95,7 +95,7 @@ func DefaultOptions() Options {
 type Engine struct {
 	opts Options
 	// dyn, meta and core act for the app being synced: the engine's own clients, or those of the
-	// app's service account (see as).
+	// app's service account (see actAs).
 	dyn  dynamic.Interface
 	meta metadata.Interface
 	core corev1client.CoreV1Interface

@@ -40,7 +40,10 @@ func metaOf(om *metav1.ObjectMeta) liveMeta {
 
 // listOwned reads, in bulk, every live object carrying the app's label for the given resources:
 // one metadata-only LIST per resource across all namespaces (paged), run in parallel. A resource
-// the apiserver does not serve (a CRD not yet created, or deleted) has no objects.
+// the apiserver does not serve (a CRD not yet created, or deleted) has no objects. This and lookup
+// read with the engine's own identity even for an app with a service account: they decide what
+// the app owns and what prune may delete, like the inventory, and an account allowed only some
+// namespaces could not list across them.
 func (e *Engine) listOwned(ctx context.Context, app string, ms []mapping) (map[string]liveMeta, error) {
 	var (
 		mu   sync.Mutex
