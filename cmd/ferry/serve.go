@@ -139,7 +139,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	srv := server.New(server.Config{
 		Hooks: handlers.NewHookMetrics(reg).Wrap(hooks), Auth: auth.Require, Resync: resync, Diff: diff, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
 		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
-		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL,
+		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL, ReadAuth: cfg.ReadAuth,
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
