@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,7 +37,7 @@ func main() {
 }
 
 // measures are the measure names -only accepts, in the order they run.
-var measures = []string{"P1", "P3", "P4", "P5", "P8", "P2", "P6", "P7", "P10", "P11", "P11R"}
+var measures = []string{"P1", "P3", "P4", "P5", "P8", "P2", "P6", "P7", "P10", "P11", "P11R", "P9"}
 
 // params is every knob of the harness; all are printed before the run and written to RESULTS.md.
 type params struct {
@@ -55,6 +56,7 @@ type params struct {
 	P1            p1Params
 	P10           p10Params
 	P11           p11Params
+	P9            p9Params
 	Sync          syncParams
 	E2E           e2eParams
 	childMode     string
@@ -108,6 +110,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	fs.IntVar(&p.P10.Reps, "p10-reps", 5, "P10: repetitions (each starts two fresh control planes); 0 uses -reps")
 	fs.DurationVar(&p.P10.Timeout, "p10-timeout", 3*time.Minute, "P10: bound of each apply, wait and sync")
 
+	p9Apps := fs.String("p9-apps", "500,1000,5000", "P9: configured app counts (over 50 repositories) to measure at; the first is the baseline of the ratios")
+	fs.IntVar(&p.P9.OnePushes, "p9-one-pushes", 50, "P9: pushes touching one app, per app count")
+	fs.IntVar(&p.P9.ManyPushes, "p9-many-pushes", 20, "P9: pushes touching every app of one repository (a fifth of the apps), per app count")
+	fs.DurationVar(&p.P9.Idle, "p9-idle", 10*time.Second, "P9: how long ferry runs before its idle RSS is read")
+	fs.IntVar(&p.P9.SyncApps, "p9-sync-apps", 500, "P9: small apps synced at start-up on the local control plane, per app count")
+	fs.DurationVar(&p.P9.Timeout, "p9-timeout", 5*time.Minute, "P9: bound of the wait for the start-up syncs")
+
 	fs.StringVar(&p.childMode, "child", "", "internal: run as a child process (sync, flood)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -137,6 +146,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	}
 	if p.Reps < 1 {
 		return nil, errors.New("-reps must be at least 1")
+	}
+	var err error
+	if p.P9.Apps, err = parseP9Apps(*p9Apps); err != nil {
+		return nil, err
 	}
 	p.P1.Reps, p.Sync.Reps = p.Reps, p.Reps
 	if p.P1Reps > 0 {
@@ -171,8 +184,18 @@ func (p *params) describe() []string {
 			p10Module, p10Version, p10File, p.FerryBin, p.P10.Reps, p.P10.Timeout),
 		fmt.Sprintf("P8: %s@%s %s (KueueViz's Deployments set to 0 replicas: no kubelet) with values %s, rendered %d times (the cluster's capabilities), applied to an empty control plane and re-synced by ferry's engine in a child process; %d repetitions, each on a fresh control plane",
 			p8Module, p8Version, p8Chart, p8Values, p8Renders, p.Reps),
+		fmt.Sprintf("P9: ferry binary %s with %s apps over %d repositories (a fifth in one, one directory each); routing: every repository on branch pattern %q (no start-up sync or poll), cluster unreachable, idle RSS after %s, %d pushes touching 1 app and %d touching all of that repository's apps, one at a time; sync: %d small apps (one ConfigMap each) on main plus the rest routed only, start → last success status on a fresh control plane namespace; in-process CPU profile of handlers.Hooks on an embedded JetStream",
+			p.FerryBin, intsString(p.P9.Apps), p9Repos, p9GlobBranch, p.P9.Idle, p.P9.OnePushes, p.P9.ManyPushes, p.P9.SyncApps),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}
+}
+
+func intsString(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
 }
 
 func qpsString(q float64) string {
@@ -258,6 +281,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if p.wants("P11") {
 		step("P11", func() error { return runP11(ctx, p, res, logf) })
+	}
+	if p.wants("P9") {
+		step("P9", func() error { return runP9(ctx, p, res, logf) })
 	}
 	took := time.Since(began)
 	mach = append(mach, "load average at end: "+firstLine("/proc/loadavg")+" (the cores are shared with other work; see the spread in the log)")

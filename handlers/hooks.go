@@ -135,7 +135,7 @@ func (h *Hooks) SetInputs(in queue.Inputs) {
 	for i, p := range in.Paths {
 		paths[i] = cleanDir(p) // "." becomes "", the whole repository
 	}
-	n.inputs.Store(&paths)
+	h.graph.setInputs(n, paths)
 }
 
 // ServeHTTP answers one delivery: 404 unknown repo, 401 unverified (from the headers alone

@@ -3,6 +3,7 @@ package handlers
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -150,5 +151,49 @@ func TestHooksRouteRecordedInputs(t *testing.T) {
 	hh.hooks.SetInputs(queue.Inputs{App: "api"})
 	if code, apps := send(baseOnly); code != http.StatusOK || apps != nil {
 		t.Errorf("after the inputs were cleared: status %d, apps %v; want 200 and none", code, apps)
+	}
+}
+
+// TestTouchedMatchesTouchedBy holds the indexed routing to the definition: on a configuration
+// with nested directories, the repository root, inputs, includes and excludes, every push picks
+// exactly the apps touchedBy picks.
+func TestTouchedMatchesTouchedBy(t *testing.T) {
+	apps := []App{
+		{Name: "root", Path: "/", Include: []string{"kustomization.yaml"}},
+		{Name: "apps", Path: "apps"},
+		{Name: "api", Path: "./apps/api/"},
+		{Name: "api-docs", Path: "apps/api", Include: []string{"apps/api/**/*.md"}},
+		{Name: "web", Path: "apps/web", Exclude: []string{"apps/web/**/*.md"}},
+		{Name: "deep", Path: "apps/web/deep"},
+		{Name: "shared-user", Path: "svc/one"},
+		{Name: "other", Path: "elsewhere"},
+	}
+	g := newGraph([]Repo{{Name: "r", Apps: apps}, {Name: "s", Apps: []App{{Name: "s-api", Path: "apps/api"}}}})
+	g.setInputs(g.byName["shared-user"], []string{"bases/common", "apps/web"})
+	g.setInputs(g.byName["other"], []string{"bases/old"})
+	g.setInputs(g.byName["other"], []string{""}) // replaces bases/old: the whole repository
+	paths := []string{"kustomization.yaml", "apps", "apps/x.yaml", "apps/api", "apps/api/d.yaml", "apps/api/doc/r.md",
+		"apps/apix/y.yaml", "apps/web/README.md", "apps/web/deep/z.yaml", "apps/web/deep/n.md", "bases/common/a.yaml",
+		"bases/old/b.yaml", "/svc/one/c.yaml", "svc/onex", "apps//api/e.yaml"}
+	for i := range paths {
+		for j := i; j < len(paths); j++ {
+			changed := []string{paths[i], paths[j]}
+			var want []string
+			for _, n := range g.byRepo["r"] {
+				if n.touchedBy(changed) {
+					want = append(want, n.Name)
+				}
+			}
+			var got []string
+			for _, n := range g.forPush("r", changed, false).apps {
+				got = append(got, n.Name)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("push changing %q picks %v, touchedBy picks %v", changed, got, want)
+			}
+		}
+	}
+	if got := g.byInput["r"]["bases/old"]; len(got) != 0 {
+		t.Errorf("replaced input still indexed: %v", got)
 	}
 }

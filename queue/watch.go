@@ -34,6 +34,26 @@ func (s *Records) WatchSyncs(ctx context.Context, fn func(Record) bool) error {
 	return s.watchRecords(ctx, syncKey("*"), true, fn)
 }
 
+// FollowSyncs calls fn with a summary of every stored sync record, then caughtUp once every
+// record stored before the call has been delivered, then with a summary of each record any
+// replica stores, until ctx ends (nil) or the store ends the watch (ErrWatchStopped). Only the
+// summary is decoded, objects and diffs are skipped, so following every app's syncs costs a few
+// hundred bytes per app: what an in-memory list of thousands of apps feeds on instead of
+// reading each app's history per request. A record replaced before the watch read it is
+// skipped; fn sees each sync's last version.
+func (s *Records) FollowSyncs(ctx context.Context, caughtUp func(), fn func(SyncSummary)) error {
+	return watchCaughtUp(ctx, s.kv, syncKey("*"), nil, caughtUp, func(e jetstream.KeyValueEntry) bool {
+		if e.Operation() != jetstream.KeyValuePut {
+			return true
+		}
+		var r SyncSummary
+		if json.Unmarshal(e.Value(), &r) == nil && syncKey(r.ID) == e.Key() {
+			fn(r)
+		}
+		return true
+	})
+}
+
 func (s *Records) watchRecords(ctx context.Context, key string, updatesOnly bool, fn func(Record) bool) error {
 	var opts []jetstream.WatchOpt
 	if updatesOnly {
@@ -54,6 +74,12 @@ func (s *Records) watchRecords(ctx context.Context, key string, updatesOnly bool
 // watchKeys calls fn with each entry of kv matching key, as stored and then as changed, until fn
 // returns false or ctx ends (nil), or the store ends the watch (ErrWatchStopped).
 func watchKeys(ctx context.Context, kv jetstream.KeyValue, key string, opts []jetstream.WatchOpt, fn func(jetstream.KeyValueEntry) bool) error {
+	return watchCaughtUp(ctx, kv, key, opts, nil, fn)
+}
+
+// watchCaughtUp is watchKeys that also calls caughtUp, when not nil, once every entry stored
+// before the watch began has been delivered.
+func watchCaughtUp(ctx context.Context, kv jetstream.KeyValue, key string, opts []jetstream.WatchOpt, caughtUp func(), fn func(jetstream.KeyValueEntry) bool) error {
 	w, err := kv.Watch(ctx, key, opts...)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", strings.TrimSuffix(key, ".*"), err)
@@ -71,6 +97,10 @@ func watchKeys(ctx context.Context, kv jetstream.KeyValue, key string, opts []je
 				return ErrWatchStopped
 			}
 			if e == nil { // every stored value has been delivered
+				if caughtUp != nil {
+					caughtUp()
+					caughtUp = nil
+				}
 				continue
 			}
 			if !fn(e) {

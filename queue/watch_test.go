@@ -89,3 +89,57 @@ func TestWatchSyncsSeesOnlyNewRecords(t *testing.T) {
 		t.Fatalf("WatchSync of a wildcard = %v, want ErrNotFound", err)
 	}
 }
+
+// TestFollowSyncsReplaysThenFollows: every stored record is delivered as a summary before
+// caughtUp, without its objects, and a record stored afterwards is delivered after it.
+func TestFollowSyncsReplaysThenFollows(t *testing.T) {
+	recs := newTestRecords(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	const stored = 300
+	for i := range stored {
+		r := Record{ID: NewID(), App: "app" + string(rune('a'+i%26)), Kind: KindDeploy, SHA: "abc", State: StateSucceeded,
+			Objects: []ObjectRecord{{Kind: "ConfigMap", Name: "x", Action: "created"}}}
+		if err := recs.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type event struct {
+		caughtUp bool
+		sum      SyncSummary
+	}
+	events := make(chan event, stored+8)
+	done := make(chan error, 1)
+	go func() {
+		done <- recs.FollowSyncs(ctx, func() { events <- event{caughtUp: true} }, func(s SyncSummary) { events <- event{sum: s} })
+	}()
+	replayed := 0
+	for e := range events {
+		if e.caughtUp {
+			break
+		}
+		if e.sum.App == "" || e.sum.State != StateSucceeded {
+			t.Errorf("replayed summary %+v lacks its app or state", e.sum)
+		}
+		replayed++
+	}
+	if replayed != stored {
+		t.Errorf("%d records replayed before caught up, want %d", replayed, stored)
+	}
+	late := Record{ID: NewID(), App: "late", Kind: KindDeploy, SHA: "def", State: StateRunning}
+	if err := recs.Put(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		if e.caughtUp || e.sum.ID != late.ID || e.sum.State != StateRunning {
+			t.Errorf("after catching up got %+v, want the late record %s running", e, late.ID)
+		}
+	case <-ctx.Done():
+		t.Fatal("the record stored after catching up was not delivered")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("FollowSyncs after its context ended: %v", err)
+	}
+}

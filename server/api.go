@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/go-chi/chi/v5"
@@ -53,34 +52,60 @@ func (v *appView) withSuspension(sus *queue.Suspension) {
 	}
 }
 
+// listApps is GET /api/v1/apps: every app with its newest sync, sorted by name, read from the
+// in-memory index of app states (no record is read per app). ?state=, ?repo= and ?q= filter as
+// on the dashboard; ?limit= pages, and the answer's "continue", when present, is passed as
+// ?continue= for the next page. lastSync is the sync's summary; /api/v1/syncs/{id} has the rest.
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
-	names := make([]string, 0, len(s.apps))
-	for n := range s.apps {
-		names = append(names, n)
+	q := r.URL.Query()
+	page, err := listPageOf(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	sort.Strings(names)
+	f := filterOf(q)
 	suspended, err := s.suspensions(r.Context())
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "suspensions unavailable: "+err.Error())
 		return
 	}
-	out := make([]appView, 0, len(names))
-	for _, n := range names {
-		v := appView{AppInfo: s.apps[n]}
-		if sus, ok := suspended[n]; ok {
-			v.withSuspension(&sus)
-		}
-		hist, err := s.cfg.Records.History(r.Context(), n, 1)
+	last, err := s.lastSyncs(r.Context())
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "sync records unavailable: "+err.Error())
+		return
+	}
+	out := []appView{}
+	matched, next := 0, ""
+	for _, n := range s.names {
+		newest, deploy, err := last(n)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "sync records unavailable: "+err.Error())
 			return
 		}
-		if len(hist) > 0 {
-			v.LastSync = &hist[0]
+		rw := rowOf(s.apps[n], newest, deploy, suspended)
+		if !f.match(rw) {
+			continue
+		}
+		matched++
+		if n <= page.after {
+			continue
+		}
+		if page.limit > 0 && len(out) == page.limit {
+			next = out[len(out)-1].Name
+			continue
+		}
+		v := appView{AppInfo: s.apps[n], LastSync: newest}
+		if sus, ok := suspended[n]; ok {
+			v.withSuspension(&sus)
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"apps": out})
+	body := map[string]any{"apps": out, "total": matched}
+	if next != "" {
+		body["continue"] = next
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {

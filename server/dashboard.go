@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,45 +105,42 @@ func (f filter) match(r appRow) bool {
 // filterStates are the states the list can be filtered by, in the order offered.
 var filterStates = []string{"failed", "running", "queued", "succeeded", "skipped", "never", "suspended"}
 
-// rows reads every app's last sync (and suspension), sorted by name.
-func (s *Server) rows(ctx context.Context) ([]appRow, error) {
-	names := make([]string, 0, len(s.apps))
-	for n := range s.apps {
-		names = append(names, n)
+// rowOf is one app's row: it stands where its last deploy left it; a pull request's preview
+// does not change that, unless the app has had nothing but previews.
+func rowOf(app AppInfo, newest, deploy *queue.Record, suspended map[string]queue.Suspension) appRow {
+	rw := appRow{App: app, State: "never", Last: deploy}
+	if rw.Last == nil {
+		rw.Last = newest
 	}
-	sort.Strings(names)
+	if rw.Last != nil {
+		rw.State = string(rw.Last.State)
+	}
+	if sus, ok := suspended[app.Name]; ok && sus.Suspended {
+		rw.Suspended = &sus
+	}
+	return rw
+}
+
+// rows is every app's row, sorted by name, from the in-memory index of app states.
+func (s *Server) rows(ctx context.Context) ([]appRow, error) {
 	suspended, _ := s.suspensions(ctx) // the list shows what it can read
-	out := make([]appRow, 0, len(names))
-	for _, n := range names {
-		rw := appRow{App: s.apps[n], State: "never"}
-		hist, err := s.cfg.Records.History(ctx, n, rowHistory)
+	last, err := s.lastSyncs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]appRow, 0, len(s.names))
+	for _, n := range s.names {
+		newest, deploy, err := last(n)
 		if err != nil {
 			return nil, err
 		}
-		// An app stands where its last deploy left it; a pull request's preview does not change
-		// that, unless nothing but previews is left in the history read.
-		for i := range hist {
-			if hist[i].Kind == queue.KindDeploy {
-				rw.Last = &hist[i]
-				break
-			}
-		}
-		if rw.Last == nil && len(hist) > 0 {
-			rw.Last = &hist[0]
-		}
-		if rw.Last != nil {
-			rw.State = string(rw.Last.State)
-		}
-		if sus, ok := suspended[n]; ok && sus.Suspended {
-			rw.Suspended = &sus
-		}
-		out = append(out, rw)
+		out = append(out, rowOf(s.apps[n], newest, deploy, suspended))
 	}
 	return out, nil
 }
 
-// indexPage is the dashboard: every app with its state, last commit and age, filtered by the
-// query string, and the dependency graph.
+// indexPage is the dashboard: the apps with their state, last commit and age, filtered by the
+// query string and shown DashboardPageSize at a time (?page=), and the dependency graph.
 func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 	sess, _ := s.sessionOf(r)
 	all, err := s.rows(r.Context())
@@ -150,15 +148,19 @@ func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusServiceUnavailable, "index.html", map[string]any{"Title": "apps", "Err": "sync records unavailable: " + err.Error()}, sess)
 		return
 	}
-	f := filterOf(r.URL.Query())
-	var shown []appRow
+	q := r.URL.Query()
+	f := filterOf(q)
+	var matched []appRow
 	repos := map[string]bool{}
 	counts := map[string]int{}
 	for _, rw := range all {
 		repos[rw.App.Repo] = true
 		counts[rw.State]++
+		if rw.Suspended != nil {
+			counts["suspended"]++
+		}
 		if f.match(rw) {
-			shown = append(shown, rw)
+			matched = append(matched, rw)
 		}
 	}
 	repoNames := make([]string, 0, len(repos))
@@ -166,15 +168,39 @@ func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 		repoNames = append(repoNames, n)
 	}
 	sort.Strings(repoNames)
+	pages := max(1, (len(matched)+DashboardPageSize-1)/DashboardPageSize)
+	page := min(dashboardPage(q), pages)
+	shown := matched[(page-1)*DashboardPageSize : min(page*DashboardPageSize, len(matched))]
 	state := map[string]string{}
 	for _, rw := range all {
 		state[rw.App.Name] = rw.State
 	}
 	g := layoutGraph(s.cfg.Apps, func(app string) string { return state[app] })
 	s.render(w, r, http.StatusOK, "index.html", map[string]any{
-		"Title": "apps", "Rows": shown, "Total": len(all), "Filter": f, "States": filterStates, "Repos": repoNames,
+		"Title": "apps", "Rows": shown, "Total": len(all), "Matched": len(matched), "Filter": f, "States": filterStates, "Repos": repoNames,
 		"Counts": counts, "Graph": g, "Apps": s.cfg.Apps, "Now": s.now(),
+		"Page": page, "Pages": pages, "First": (page-1)*DashboardPageSize + 1, "LastShown": (page-1)*DashboardPageSize + len(shown), "PrevURL": pageURL(q, page-1, pages), "NextURL": pageURL(q, page+1, pages),
 	}, sess)
+}
+
+// pageURL is the list at another page with the same filters; "" when there is no such page.
+func pageURL(q url.Values, page, pages int) string {
+	if page < 1 || page > pages {
+		return ""
+	}
+	v := url.Values{}
+	for _, k := range []string{"state", "repo", "q"} {
+		if q.Get(k) != "" {
+			v.Set(k, q.Get(k))
+		}
+	}
+	if page > 1 {
+		v.Set("page", strconv.Itoa(page))
+	}
+	if len(v) == 0 {
+		return "/"
+	}
+	return "/?" + v.Encode()
 }
 
 // appPage is one app: where it stands, its buttons, its history and its last sync's objects.

@@ -112,6 +112,9 @@ type Server struct {
 	closed chan struct{}
 	// streams holds a slot per open event stream (MaxEventStreams).
 	streams chan struct{}
+	// names is every app's name, sorted; index keeps where each stands (applist.go).
+	names []string
+	index *appIndex
 }
 
 // New builds the server and its routes.
@@ -125,6 +128,10 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, apps: map[string]AppInfo{}, closed: make(chan struct{}), streams: make(chan struct{}, MaxEventStreams)}
 	for _, a := range cfg.Apps {
 		s.apps[a.Name] = a
+	}
+	s.names = appNames(s.apps)
+	if f, ok := cfg.Records.(syncFollower); ok {
+		s.index = newAppIndex(f, cfg.Logger, s.closed)
 	}
 	s.http = &http.Server{
 		Handler:           s.Routes(),
@@ -195,6 +202,9 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	if s.index != nil {
+		s.index.begin()
+	}
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
@@ -22,9 +25,18 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, jobs []queue.Job) (stored []queue.Job, err error)
 }
 
-// DefaultPollInterval is how often a repository's branch head is looked at when its
-// configuration sets no interval.
-const DefaultPollInterval = 5 * time.Minute
+const (
+	// DefaultPollInterval is how often a repository's branch head is looked at when its
+	// configuration sets no interval.
+	DefaultPollInterval = 5 * time.Minute
+	// DefaultHeadsPerHost bounds how many ref listings (ls-remote) the poller runs at once
+	// against one Git host, at start-up and when polls of many repositories fall together.
+	DefaultHeadsPerHost = 4
+	// fullPollEvery makes every so many polls of an unchanged branch head check each app
+	// again (its queued job and last deploy), so that a job lost for good is queued again; the
+	// polls between cost one ref listing and no read per app.
+	fullPollEvery = 6
+)
 
 // PollOptions tunes the poller.
 type PollOptions struct {
@@ -37,7 +49,10 @@ type PollOptions struct {
 	// BootID makes start-up jobs of this process distinct from an earlier start's, which the
 	// queue would otherwise take for redeliveries.
 	BootID string
-	Logger *slog.Logger
+	// HeadsPerHost bounds the ref listings run at once against one Git host (the host of the
+	// repository URL); 0 is DefaultHeadsPerHost.
+	HeadsPerHost int
+	Logger       *slog.Logger
 }
 
 // Poller makes sure no commit is lost with a lost webhook: it syncs every app at its branch
@@ -49,6 +64,19 @@ type Poller struct {
 	resolve HeadResolver
 	q       Enqueuer
 	opts    PollOptions
+	// apps is each repository's apps; hosts holds a slot per ref listing running against a host.
+	apps  map[string][]App
+	hosts map[string]chan struct{}
+
+	mu sync.Mutex
+	// current is, per repository, the head at which every app was last found queued or
+	// deployed, and how many polls have found it unchanged since.
+	current map[string]polled
+}
+
+type polled struct {
+	head  string
+	polls int
 }
 
 // NewPoller returns a poller over the syncer's repositories and apps.
@@ -59,10 +87,55 @@ func (s *Syncer) NewPoller(resolve HeadResolver, q Enqueuer, opts PollOptions) *
 	if opts.BootID == "" {
 		opts.BootID = queue.NewID()
 	}
-	return &Poller{s: s, resolve: resolve, q: q, opts: opts}
+	if opts.HeadsPerHost <= 0 {
+		opts.HeadsPerHost = DefaultHeadsPerHost
+	}
+	p := &Poller{s: s, resolve: resolve, q: q, opts: opts, apps: map[string][]App{}, hosts: map[string]chan struct{}{}, current: map[string]polled{}}
+	for _, a := range s.apps {
+		p.apps[a.Repo] = append(p.apps[a.Repo], a)
+	}
+	for _, apps := range p.apps {
+		slices.SortFunc(apps, func(a, b App) int { return strings.Compare(a.Name, b.Name) })
+	}
+	for _, r := range s.repos {
+		if h := gitHost(r.Source.URL); p.hosts[h] == nil {
+			p.hosts[h] = make(chan struct{}, opts.HeadsPerHost)
+		}
+	}
+	return p
 }
 
-// Run recovers every app once, then polls until ctx is cancelled.
+// gitHost is the host a repository URL names (https://host/…, ssh://host/…, user@host:path),
+// which the poller bounds ref listings per; the URL itself when it names none.
+func gitHost(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return u.Hostname()
+	}
+	if at := strings.LastIndexByte(raw, '@'); at >= 0 {
+		raw = raw[at+1:]
+	}
+	if i := strings.IndexByte(raw, ':'); i >= 0 {
+		return raw[:i]
+	}
+	return raw
+}
+
+// head lists repo's branch head, waiting for a slot of its host (HeadsPerHost).
+func (p *Poller) head(ctx context.Context, r Repo) (string, error) {
+	slots := p.hosts[gitHost(r.Source.URL)]
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-slots }()
+	return p.resolve.Head(ctx, r.Source, r.Branch)
+}
+
+// Run recovers every app once, then polls until ctx is cancelled. Start-up ref listings wait
+// for their host's slots (HeadsPerHost); the first poll of each repository falls at a random
+// point of its interval, so that thousands of apps over many repositories are polled spread
+// over the interval rather than all at once.
 func (p *Poller) Run(ctx context.Context) {
 	for name := range p.s.repos {
 		go p.loop(ctx, name)
@@ -85,15 +158,17 @@ func (p *Poller) loop(ctx context.Context, repo string) {
 		}
 	}
 	interval := p.interval(repo)
+	// The first poll at a random point of the interval spreads repositories over it.
+	wait := time.Duration(rand.Int64N(int64(interval))) + 1
 	for {
-		// Up to 10% jitter so that replicas and repositories do not poll in lockstep.
-		wait := interval + time.Duration(rand.Int64N(int64(interval)/10+1))
 		if !sleep(ctx, wait) {
 			return
 		}
 		if err := p.Poll(ctx, repo); err != nil {
 			log.Warn("poll failed", "err", err)
 		}
+		// Up to 10% jitter so that replicas and repositories do not poll in lockstep.
+		wait = interval + time.Duration(rand.Int64N(int64(interval)/10+1))
 	}
 }
 
@@ -122,7 +197,9 @@ func (p *Poller) Recover(ctx context.Context, repo string) error {
 }
 
 // Poll queues a sync of every app of repo whose branch head moved past what it last synced or
-// queued, and a self-heal sync of the apps that ask for one.
+// queued, and a self-heal sync of the apps that ask for one. A head unchanged since every app
+// was found queued or deployed at it (none suspended) costs the ref listing alone, except every
+// fullPollEvery polls, which check each app again.
 func (p *Poller) Poll(ctx context.Context, repo string) error {
 	err := p.queueApps(ctx, repo, queue.TriggerPoll, func(app App, head string) bool {
 		if j, ok, err := p.s.backlog.Newest(ctx, queue.KindDeploy, app.Name); err == nil && ok && j.SHA == head {
@@ -136,7 +213,7 @@ func (p *Poller) Poll(ctx context.Context, repo string) error {
 	}
 	interval := p.interval(repo)
 	var heal []queue.Job
-	for _, app := range p.s.appsOf(repo) {
+	for _, app := range p.apps[repo] {
 		if !p.opts.SelfHeal[app.Name] || p.skipSuspended(ctx, app) {
 			continue
 		}
@@ -159,13 +236,21 @@ func (p *Poller) queueApps(ctx context.Context, repo string, trigger queue.Trigg
 		// A branch pattern names no single head to follow.
 		return nil
 	}
-	head, err := p.resolve.Head(ctx, r.Source, r.Branch)
+	head, err := p.head(ctx, r)
 	if err != nil {
 		return fmt.Errorf("head of %s: %w", r.Branch, err)
 	}
+	if trigger == queue.TriggerPoll && p.unchanged(repo, head) {
+		return nil
+	}
 	var jobs []queue.Job
-	for _, app := range p.s.appsOf(repo) {
-		if !want(app, head) || p.skipSuspended(ctx, app) {
+	suspended := false
+	for _, app := range p.apps[repo] {
+		if !want(app, head) {
+			continue
+		}
+		if p.skipSuspended(ctx, app) {
+			suspended = true
 			continue
 		}
 		delivery := string(trigger) + "-" + head
@@ -174,26 +259,40 @@ func (p *Poller) queueApps(ctx context.Context, repo string, trigger queue.Trigg
 		}
 		jobs = append(jobs, p.job(app, head, trigger, delivery))
 	}
-	if len(jobs) == 0 {
-		return nil
+	if len(jobs) > 0 {
+		p.opts.Logger.Info("queueing syncs", "repo", repo, "trigger", trigger, "sha", short(head), "apps", len(jobs))
+		if _, err = p.q.Enqueue(ctx, jobs); err != nil {
+			return err
+		}
 	}
-	p.opts.Logger.Info("queueing syncs", "repo", repo, "trigger", trigger, "sha", short(head), "apps", len(jobs))
-	_, err = p.q.Enqueue(ctx, jobs)
-	return err
+	// A suspended app left behind keeps the repository's polls checking each app, so that the
+	// first poll after its resumption queues it.
+	p.mu.Lock()
+	if suspended {
+		delete(p.current, repo)
+	} else {
+		p.current[repo] = polled{head: head}
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// unchanged counts a poll that found repo's head where every app was last found queued or
+// deployed, and tells whether the apps need not be looked at again (all but every
+// fullPollEvery-th such poll).
+func (p *Poller) unchanged(repo, head string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.current[repo]
+	if !ok || c.head != head {
+		return false
+	}
+	c.polls++
+	p.current[repo] = c
+	return c.polls%fullPollEvery != 0
 }
 
 func (p *Poller) job(app App, sha string, trigger queue.Trigger, delivery string) queue.Job {
 	return queue.Job{ID: queue.NewID(), Kind: queue.KindDeploy, Trigger: trigger, Repo: app.Repo, App: app.Name,
 		Ref: "refs/heads/" + p.s.repos[app.Repo].Branch, SHA: sha, DeliveryID: delivery, EnqueuedAt: p.s.opts.Now().UTC()}
-}
-
-// appsOf lists a repository's apps.
-func (s *Syncer) appsOf(repo string) []App {
-	var out []App
-	for _, a := range s.apps {
-		if a.Repo == repo {
-			out = append(out, a)
-		}
-	}
-	return out
 }

@@ -250,7 +250,7 @@
     }
     // Only rows the server rendered can be shown: with a narrower server-side filter, the
     // form submits as usual to widen it.
-    var narrowed = location.search.length > 1;
+    var narrowed = location.search.length > 1 || table.getAttribute("data-paged") === "yes";
     if (form && !narrowed) {
       form.addEventListener("input", apply);
       form.addEventListener("change", apply);
