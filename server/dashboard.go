@@ -173,7 +173,7 @@ func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 	g := layoutGraph(s.cfg.Apps, func(app string) string { return state[app] })
 	s.render(w, r, http.StatusOK, "index.html", map[string]any{
 		"Title": "apps", "Rows": shown, "Total": len(all), "Filter": f, "States": filterStates, "Repos": repoNames,
-		"Counts": counts, "Graph": g, "Apps": s.cfg.Apps, "Now": s.now(),
+		"Counts": counts, "Graph": g, "Apps": s.cfg.Apps, "Now": s.now(), "Clusters": s.clusters(),
 	}, sess)
 }
 
