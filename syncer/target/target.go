@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/render"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 )
 
@@ -168,17 +169,11 @@ func newCluster(c Config, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
-	pc := rest.CopyConfig(rc)
-	pc.GroupVersion, pc.APIPath = nil, ""
-	pc.NegotiatedSerializer = nil
-	if err := rest.SetKubernetesDefaults(pc); err != nil {
-		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
-	}
-	rcl, err := rest.UnversionedRESTClientFor(pc)
+	dc, err := discovery.NewDiscoveryClientForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: probe client: %w", c.Name, err)
 	}
-	return &Cluster{name: c.Name, host: serverHost(rc.Host), engine: e, rc: rcl, opts: opts,
+	return &Cluster{name: c.Name, host: serverHost(rc.Host), engine: e, rc: dc.RESTClient(), opts: opts,
 		health: Health{Name: c.Name, Server: serverHost(rc.Host), Default: c.Name == DefaultCluster}}, nil
 }
 
@@ -253,19 +248,23 @@ func (c *Cluster) mark(err error) error {
 // within its budget, and ends failed naming the cluster.
 type UnreachableError struct {
 	Cluster string
-	// Err is what failed, for the message.
+	// Err is what failed (the sync's whole error, object by object).
 	Err error
 	// cause is the network error inside Err, for classification; the object errors around it
 	// are left out so that the status names the cluster first.
 	cause error
 }
 
-// Error says which cluster did not answer, then how.
+// Error says which cluster did not answer, then how: the request that got no answer (one
+// line, however many objects were waiting on it).
 func (e *UnreachableError) Error() string {
-	if e.Err == nil {
-		return "cluster " + e.Cluster + " unreachable"
+	switch {
+	case e.cause != nil:
+		return "cluster " + e.Cluster + " unreachable: " + e.cause.Error()
+	case e.Err != nil:
+		return "cluster " + e.Cluster + " unreachable: " + e.Err.Error()
 	}
-	return "cluster " + e.Cluster + " unreachable: " + e.Err.Error()
+	return "cluster " + e.Cluster + " unreachable"
 }
 
 // Unwrap is the network error, so that apply.IsTransient classifies it as transient.
