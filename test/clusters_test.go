@@ -183,6 +183,13 @@ func TestSeveralClusters(t *testing.T) {
 	if dep, web := f.history(t, "db"), f.history(t, "web-edge"); len(dep) == 0 || len(web) == 0 || web[0].StartedAt == nil || dep[0].FinishedAt == nil || web[0].StartedAt.Before(*dep[0].FinishedAt) {
 		t.Errorf("web-edge did not wait for db across clusters: db %+v, web-edge %+v", dep, web)
 	}
+	// The deploy's Event is on the app's inventory in the app's own cluster.
+	if !eventually(t, func() bool { return len(inventoryEvents(t, remote, "web-edge")) > 0 }) {
+		t.Errorf("no Event on web-edge's inventory in edge")
+	}
+	if evs := inventoryEvents(t, own, "web-edge"); len(evs) > 0 {
+		t.Errorf("web-edge's Events recorded in ferry's own cluster: %v", evs)
+	}
 	var app struct{ Cluster string }
 	if f.getJSON(t, "/api/v1/apps/web-edge", &app); app.Cluster != "edge" {
 		t.Errorf("GET /api/v1/apps/web-edge names cluster %q", app.Cluster)
@@ -267,6 +274,32 @@ func TestSeveralClusters(t *testing.T) {
 		t.Errorf("web on edge after it came back: %v", d)
 	}
 	assertAllFinal(t, forge)
+}
+
+// inventoryEvents are the reasons of the Events on app's inventory in a cluster.
+func inventoryEvents(t *testing.T, cs kubernetes.Interface, app string) []string {
+	t.Helper()
+	evs, err := cs.CoreV1().Events(apply.DefaultInventoryNamespace).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + apply.InventoryPrefix + app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs.Items {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+// eventually polls cond for up to 30 s.
+func eventually(t *testing.T, cond func() bool) bool {
+	t.Helper()
+	for range 150 {
+		if cond() {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
 }
 
 // grepLines keeps the lines of s that contain sub.
