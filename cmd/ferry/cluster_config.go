@@ -111,6 +111,10 @@ func (c *Config) expandTargets(bad func(string, ...any)) {
 	var out []AppConf
 	emitted := map[string]bool{}
 	for _, a := range c.Apps {
+		if a.Name == "" {
+			out = append(out, a) // its missing name is reported with the apps'
+			continue
+		}
 		if len(a.Targets) == 0 {
 			for _, d := range a.DependsOn {
 				if m := instances[d]; m != nil && d != a.Name {

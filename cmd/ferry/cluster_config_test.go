@@ -180,6 +180,8 @@ func TestClustersConfigRefuses(t *testing.T) {
 			[]string{"app worker: dependsOn api: api has no target on cluster default", "api-production, api-staging"}},
 		{"plain app on a matrix", strings.Replace(base, "path: apps/cache, cluster: prod}", "path: apps/cache, cluster: prod, dependsOn: [api]}", 1), vars,
 			[]string{"app cache: dependsOn api names a matrix app", "api-production, api-staging"}},
+		{"matrix app without a name", strings.Replace(base, "  - name: worker\n", "  - name: \"\"\n", 1), vars, []string{"name is required"}},
+		{"unknown target key", strings.Replace(base, "{cluster: staging}, {cluster: prod}", "{cluster: staging}, {clustr: prod}", 1), vars, []string{`unknown key "clustr"`}},
 		{"matrix app named twice", strings.Replace(base, "  - name: worker\n", "  - {name: api, repo: platform, path: x}\n  - name: worker\n", 1), vars, []string{"app api: duplicate app name"}},
 	}
 	for _, tt := range tests {
