@@ -52,12 +52,15 @@ func TestClusters(t *testing.T) {
 		!strings.Contains(body, "dial tcp: connection refused") || !strings.Contains(body, "<code>prod-eu.example.com:6443</code>") {
 		t.Errorf("app list page does not show the cluster that is down:\n%s", body)
 	}
+	if !strings.Contains(body, `<td data-label="cluster">prod-eu</td>`) {
+		t.Errorf("app list has no cluster column:\n%s", body)
+	}
 	if _, body = get("/apps/api-prod-eu"); !strings.Contains(body, "<dt>cluster</dt><dd><code>prod-eu</code></dd>") {
 		t.Errorf("app page does not name the app's cluster:\n%s", body)
 	}
 
-	// A server of one cluster shows no section and an empty list.
-	one := httptest.NewServer(New(Config{Records: emptyRecords(), Apps: []AppInfo{{Name: "db"}}}).Routes())
+	// A server of one cluster shows neither the section nor the column.
+	one := httptest.NewServer(New(Config{Records: emptyRecords(), Apps: []AppInfo{{Name: "db"}}, Clusters: func() []ClusterHealth { return health[:1] }}).Routes())
 	t.Cleanup(one.Close)
 	resp, err := http.Get(one.URL + "/")
 	if err != nil {
@@ -65,7 +68,7 @@ func TestClusters(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if strings.Contains(string(b), `id="clusters"`) {
+	if strings.Contains(string(b), `id="clusters"`) || strings.Contains(string(b), `data-label="cluster"`) {
 		t.Error("a single-cluster server shows a clusters section")
 	}
 }

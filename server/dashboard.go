@@ -171,9 +171,13 @@ func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 		state[rw.App.Name] = rw.State
 	}
 	g := layoutGraph(s.cfg.Apps, func(app string) string { return state[app] })
+	clusters := s.clusters()
+	if len(clusters) < 2 {
+		clusters = nil // one cluster: no column, no section
+	}
 	s.render(w, r, http.StatusOK, "index.html", map[string]any{
 		"Title": "apps", "Rows": shown, "Total": len(all), "Filter": f, "States": filterStates, "Repos": repoNames,
-		"Counts": counts, "Graph": g, "Apps": s.cfg.Apps, "Now": s.now(), "Clusters": s.clusters(),
+		"Counts": counts, "Graph": g, "Apps": s.cfg.Apps, "Now": s.now(), "Clusters": clusters,
 	}, sess)
 }
 

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -199,5 +202,38 @@ func TestClustersConfigRefuses(t *testing.T) {
 				t.Errorf("error %q holds a kubeconfig's credentials", err)
 			}
 		})
+	}
+}
+
+// TestTargetWiring: the target set holds ferry's own cluster first and each configured one;
+// the syncer gets an app's cluster by the name the config gives it, and an unknown name fails.
+func TestTargetWiring(t *testing.T) {
+	doc, vars := clustersEnv(t)
+	cfg, sec, err := ParseConfig([]byte(doc), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := targetSet(&rest.Config{Host: "https://127.0.0.1:1"}, cfg, sec, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, h := range clusterHealth(set)() {
+		names = append(names, h.Name+"@"+h.Server)
+	}
+	if diff := cmp.Diff([]string{"default@127.0.0.1:1", "staging@staging.example.com:6443", "prod@other.example.com:6443"}, names); diff != "" {
+		t.Errorf("clusters (-want +got):\n%s", diff)
+	}
+	pick := syncerTargets{set}
+	for _, a := range syncerApps(cfg, sec) {
+		if _, err := pick.Target(a.Cluster); err != nil {
+			t.Errorf("app %s: cluster %q: %v", a.Name, a.Cluster, err)
+		}
+	}
+	if _, err := pick.Target("nowhere"); err == nil {
+		t.Error("an unknown cluster was given out")
+	}
+	if got := appClusters(cfg)("worker-prod"); got != "prod" {
+		t.Errorf("worker-prod's events go to %q", got)
 	}
 }
