@@ -214,10 +214,11 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, sess *session, problem string) {
 	s.render(w, r, code, "login.html", map[string]any{
-		"Enabled": len(s.cfg.SessionKey) > 0 && s.cfg.Users != nil,
-		"Next":    localPath(r.FormValue("next")),
-		"Problem": problem,
-		"Hours":   int(SessionLifetime.Hours()),
+		"Enabled":  len(s.cfg.SessionKey) > 0 && s.cfg.Users != nil,
+		"Next":     localPath(r.FormValue("next")),
+		"Problem":  problem,
+		"Hours":    int(SessionLifetime.Hours()),
+		"ReadAuth": s.cfg.ReadAuth,
 	}, sess)
 }
 
@@ -278,3 +279,52 @@ func localPath(p string) string {
 
 // Proxy tells whether the session is an authenticating proxy's user, who signs out at the proxy.
 func (s *session) Proxy() bool { return s != nil && s.proxy }
+
+// reader tells whether r may read records and pages: always without Config.ReadAuth; with it,
+// when r carries a dashboard session, comes from a trusted proxy with its user header, or holds
+// one of the API tokens as a bearer token (compared in constant time, as the write API does).
+func (s *Server) reader(r *http.Request) bool {
+	if !s.cfg.ReadAuth {
+		return true
+	}
+	if s.cfg.Users == nil {
+		return false
+	}
+	if _, err := s.sessionOf(r); err == nil {
+		return true
+	}
+	if _, ok := s.cfg.Users.ProxyUser(r); ok {
+		return true
+	}
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		_, ok = s.cfg.Users.TokenUser(tok)
+		return ok
+	}
+	return false
+}
+
+// requireReader guards the read API and its event streams (Config.ReadAuth): a request that
+// is not a reader gets 401 with a bearer challenge, as the write API answers.
+func (s *Server) requireReader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.reader(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
+			writeError(w, http.StatusUnauthorized, "sign in, or send a valid bearer token, to read ferry's records")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireReaderPage guards the pages (Config.ReadAuth): a person who is not signed in is sent
+// to the sign-in page, which brings them back to the page they asked for.
+func (s *Server) requireReaderPage(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.reader(r) {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

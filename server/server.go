@@ -101,6 +101,10 @@ type Config struct {
 	// ExternalURL is ferry's public address: its origin is accepted on forms, and an https one
 	// makes session cookies Secure.
 	ExternalURL string
+	// ReadAuth makes the read API, its event streams and the pages ask for what the write API
+	// and the dashboard's buttons accept: a bearer token, a dashboard session or a trusted
+	// proxy's user (Users). Health, readiness, metrics and webhooks stay open.
+	ReadAuth bool
 	// Now is the clock of sessions and ages; nil is time.Now.
 	Now func() time.Time
 }
@@ -149,12 +153,15 @@ func (s *Server) Routes() http.Handler {
 		r.Method(http.MethodPost, "/hooks/{repo}", s.cfg.Hooks)
 	}
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Get("/apps", s.listApps)
-		r.Get("/apps/{app}", s.getApp)
-		r.Get("/syncs/{id}", s.getSync)
-		r.Get("/syncs/{id}/events", s.syncEvents)
-		r.Get("/events", s.allSyncEvents)
-		r.Get("/clusters", s.listClusters)
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireReader)
+			r.Get("/apps", s.listApps)
+			r.Get("/apps/{app}", s.getApp)
+			r.Get("/syncs/{id}", s.getSync)
+			r.Get("/syncs/{id}/events", s.syncEvents)
+			r.Get("/events", s.allSyncEvents)
+			r.Get("/clusters", s.listClusters)
+		})
 		r.Group(func(r chi.Router) {
 			r.Use(s.requireAuth)
 			for path, h := range map[string]http.Handler{"sync": s.cfg.Resync, "suspend": s.cfg.Suspend, "resume": s.cfg.Resume, "diff": s.cfg.Diff} {
@@ -166,16 +173,19 @@ func (s *Server) Routes() http.Handler {
 	})
 	r.Get("/static/ferry.css", serveAsset("text/css; charset=utf-8", stylesheet, assets.cssVersion))
 	r.Get("/static/ferry.js", serveAsset("text/javascript; charset=utf-8", script, assets.jsVersion))
-	r.Get("/", s.indexPage)
-	r.Get("/apps/{app}", s.appPage)
+	r.Group(func(r chi.Router) {
+		r.Use(s.requireReaderPage)
+		r.Get("/", s.indexPage)
+		r.Get("/apps/{app}", s.appPage)
+		r.Get("/syncs/{id}", s.syncPage)
+		r.Get("/syncs/{id}/diff", s.fullDiff)
+	})
 	r.Post("/apps/{app}/sync", s.action("sync"))
 	r.Post("/apps/{app}/suspend", s.action("suspend"))
 	r.Post("/apps/{app}/resume", s.action("resume"))
 	r.Get("/login", s.loginPage)
 	r.Post("/login", s.login)
 	r.Post("/logout", s.logout)
-	r.Get("/syncs/{id}", s.syncPage)
-	r.Get("/syncs/{id}/diff", s.fullDiff)
 	return r
 }
 

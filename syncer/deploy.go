@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/policy"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/status"
@@ -91,8 +92,11 @@ func (r *run) deploy(ctx context.Context) error {
 }
 
 // applyApp is what the engine needs to know of an app (a zero Timeout is the engine's default).
+// Its policy is checked by the engine on the objects as they would be applied, for deploys,
+// previews and diffs alike, before anything is written.
 func (s *Syncer) applyApp(app App) apply.App {
-	return apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: app.Timeout}
+	return apply.App{Name: app.Name, Namespace: app.Namespace, Prune: app.Prune, Timeout: app.Timeout,
+		ServiceAccount: app.ServiceAccount, Admit: policy.Admit(app.Policy)}
 }
 
 // quiet jobs re-sync a commit that already has its status (start-up recovery, self-heal): they

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/syncer/apply"
+	"github.com/ferrygitops/ferry/syncer/policy"
 	"github.com/ferrygitops/ferry/syncer/render"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/status"
@@ -42,6 +43,12 @@ type App struct {
 	DependsOn []string
 	// Render is how the app renders beyond its path: chart, keys, variables.
 	Render Rendering
+	// ServiceAccount, when set, is who the app's objects are applied, pruned, read and
+	// previewed as (impersonated): a name in Namespace, or "namespace/name".
+	ServiceAccount string
+	// Policy bounds what the app's objects may be: its repository's rules, then its own; every
+	// layer must allow each object.
+	Policy []policy.Policy
 	// Cluster names the cluster the app deploys to, as Parts.Targets knows it; "" is the default.
 	Cluster string
 }

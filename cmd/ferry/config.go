@@ -82,6 +82,13 @@ type Config struct {
 	Notify []NotifyConf `json:"notify,omitempty"`
 	// HealthChecks are per-kind health rules in CEL; see health_config.go.
 	HealthChecks []HealthCheckConf `json:"healthChecks,omitempty"`
+	// DefaultServiceAccountName is the service account of apps that name none (see
+	// tenancy_config.go); RequireServiceAccount refuses to start with an app that has neither.
+	DefaultServiceAccountName string `json:"defaultServiceAccountName,omitempty"`
+	RequireServiceAccount     bool   `json:"requireServiceAccount,omitempty"`
+	// ReadAuth makes the read API, the event streams and the pages ask for the write API's
+	// credentials (a token, a session or the proxy's user).
+	ReadAuth bool `json:"readAuth,omitempty"`
 	// health is HealthChecks compiled, with the built-in rules.
 	health *apply.HealthChecks
 }
@@ -144,6 +151,8 @@ type RepoConf struct {
 	// MergeRequestNotes makes a merge request's previews also leave one note per app on it (GitLab
 	// only), edited in place as new commits are previewed.
 	MergeRequestNotes bool `json:"mergeRequestNotes,omitempty"`
+	// Policy bounds what the repository's apps may apply (see PolicyConf).
+	Policy *PolicyConf `json:"policy,omitempty"`
 }
 
 // AppConf is a path in a repository that ferry keeps applied.
@@ -171,6 +180,10 @@ type AppConf struct {
 	Substitute       map[string]string `json:"substitute,omitempty"`
 	SubstituteFrom   []VarSource       `json:"substituteFrom,omitempty"`
 	StrictSubstitute bool              `json:"strictSubstitute,omitempty"`
+	// ServiceAccountName is who the app's objects are applied as: a service account in
+	// Namespace, or namespace/name (see tenancy_config.go). Policy narrows its repository's.
+	ServiceAccountName string      `json:"serviceAccountName,omitempty"`
+	Policy             *PolicyConf `json:"policy,omitempty"`
 	// Cluster is the cluster the app deploys to; ferry's own when unset. Targets instead
 	// deploys it to several, as one app per cluster (see cluster_config.go).
 	Cluster string       `json:"cluster,omitempty"`
@@ -422,6 +435,7 @@ func (c *Config) validate() error {
 	c.validateClusters(bad)
 	c.validateAuth(bad)
 	c.validateNotify(bad)
+	c.validateTenancy(bad)
 	if err := c.compileHealthChecks(); err != nil {
 		errs = append(errs, err)
 	}

@@ -133,7 +133,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	srv := server.New(server.Config{
 		Hooks: handlers.NewHookMetrics(reg).Wrap(hooks), Auth: auth.Require, Resync: resync, Diff: diff, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
 		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Clusters: clusterHealth(targets), Gatherer: reg, Logger: log.With("part", "http"),
-		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL,
+		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL, ReadAuth: cfg.ReadAuth,
 		// Only ferry's own cluster makes ferry unready: another cluster down fails its own apps'
 		// syncs, and shows on /api/v1/clusters, the app list and ferry_cluster_up.
 		Ready: []server.Check{

@@ -59,7 +59,8 @@ func syncerApps(cfg *Config, sec *Secrets) []syncer.App {
 	var out []syncer.App
 	for _, a := range cfg.Apps {
 		out = append(out, syncer.App{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Prune: a.Prune,
-			Timeout: time.Duration(a.Timeout), DependsOn: a.DependsOn, Render: rendering(cfg, a, sec), Cluster: clusterOf(a)})
+			Timeout: time.Duration(a.Timeout), DependsOn: a.DependsOn, Render: rendering(cfg, a, sec),
+			ServiceAccount: cfg.serviceAccount(a), Policy: cfg.policies(a), Cluster: clusterOf(a)})
 	}
 	return out
 }

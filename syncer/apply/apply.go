@@ -203,7 +203,7 @@ func (e *Engine) watchEstablished(ctx context.Context, app string, pending map[s
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	body, err := e.core.RESTClient().Get().AbsPath(resourcePath(gvr, "", "")).SetHeader("Accept", "application/json").
+	body, err := e.own.core.RESTClient().Get().AbsPath(resourcePath(gvr, "", "")).SetHeader("Accept", "application/json").
 		Param("watch", "true").Param("labelSelector", LabelApp+"="+app).Stream(wctx)
 	if err != nil {
 		return err

@@ -52,6 +52,14 @@ type App struct {
 	Prune bool
 	// Timeout bounds the health wait; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// ServiceAccount, when set, is the identity the app's objects are applied, pruned, read for
+	// health and dry-run as, through impersonation: "name" in Namespace, or "namespace/name". The
+	// inventory, the ownership reads and Events stay the engine's own identity.
+	ServiceAccount string
+	// Admit, when set, is shown every object of the app as it would be applied (namespace
+	// defaulted, scope resolved) before anything is read or written; its error ends the Sync or
+	// Plan as it is (see Denied).
+	Admit func(objs []Target) error
 }
 
 // Options configures an Engine. Start from DefaultOptions.
@@ -85,11 +93,20 @@ func DefaultOptions() Options {
 // one app must be serialised by the caller (the inventory update would make the loser fail with a
 // transient conflict anyway).
 type Engine struct {
-	opts   Options
-	dyn    dynamic.Interface
-	meta   metadata.Interface
-	core   corev1client.CoreV1Interface
-	mapper *restmapper.DeferredDiscoveryRESTMapper
+	opts Options
+	// dyn, meta and core act for the app being synced: the engine's own clients, or those of the
+	// app's service account (see actAs).
+	dyn  dynamic.Interface
+	meta metadata.Interface
+	core corev1client.CoreV1Interface
+	// own are the engine's own clients, for what stays ferry's whatever the app: the inventory,
+	// the ownership reads, CRD establishment and Events.
+	own clients
+	// identity is the impersonated user ("" for the engine's own), and ids the shared cache of
+	// impersonating clients.
+	identity string
+	ids      *identities
+	mapper   *restmapper.DeferredDiscoveryRESTMapper
 	// disc is the mapper's discovery cache: resetting the mapper empties it too.
 	disc discovery.CachedDiscoveryInterface
 	// builtin decides which kinds are custom, and so applied after the CRDs.
@@ -98,7 +115,7 @@ type Engine struct {
 	// health holds the per-kind health rules that replace kstatus for their kinds.
 	health *HealthChecks
 	// inventoryNamespaceSeen is set once the inventory namespace is known to exist.
-	inventoryNamespaceSeen atomic.Bool
+	inventoryNamespaceSeen *atomic.Bool
 }
 
 // New builds an Engine for the cluster cfg points at. cfg is copied; if it sets no client-side rate
@@ -135,17 +152,9 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 	if c.QPS == 0 && c.RateLimiter == nil {
 		c.QPS, c.Burst = defaultQPS, defaultBurst
 	}
-	dyn, err := dynamic.NewForConfig(c)
+	own, err := newClients(c)
 	if err != nil {
-		return nil, fmt.Errorf("apply: dynamic client: %w", err)
-	}
-	mc, err := metadata.NewForConfig(c)
-	if err != nil {
-		return nil, fmt.Errorf("apply: metadata client: %w", err)
-	}
-	core, err := corev1client.NewForConfig(c)
-	if err != nil {
-		return nil, fmt.Errorf("apply: core client: %w", err)
+		return nil, err
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(c)
 	if err != nil {
@@ -155,13 +164,17 @@ func New(cfg *rest.Config, opts Options) (*Engine, error) {
 	return &Engine{
 		disc:    disc,
 		opts:    opts,
-		dyn:     dyn,
-		meta:    mc,
-		core:    core,
+		dyn:     own.dyn,
+		meta:    own.meta,
+		core:    own.core,
+		own:     own,
+		ids:     newIdentities(c),
 		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(disc),
 		builtin: newBuiltinKinds(),
 		health:  opts.HealthChecks,
 		log:     log,
+
+		inventoryNamespaceSeen: new(atomic.Bool),
 	}, nil
 }
 

@@ -165,31 +165,42 @@ func firstFatal(pending map[string]*healthState) error {
 	return pending[keys[0]].failure()
 }
 
-// pollHealth lists, per resource, the app's objects still pending and updates their state.
+// pollHealth lists, per resource, the app's objects still pending and updates their state. The
+// engine's own identity lists each resource across namespaces; a service account, which is
+// usually allowed only some namespaces, lists each namespace the app's objects are in.
 func (e *Engine) pollHealth(ctx context.Context, app string, pending map[string]*healthState) error {
-	byGVR := map[schema.GroupVersionResource][]*healthState{}
-	var gvrs []schema.GroupVersionResource
+	type scope struct {
+		gvr schema.GroupVersionResource
+		ns  string
+	}
+	byGVR := map[scope][]*healthState{}
+	var gvrs []scope
 	for _, st := range pending {
-		g := st.d.m.gvr
+		g := scope{gvr: st.d.m.gvr}
+		if e.identity != "" && st.d.m.namespaced {
+			g.ns = st.d.id.Namespace
+		}
 		if _, ok := byGVR[g]; !ok {
 			gvrs = append(gvrs, g)
 		}
 		byGVR[g] = append(byGVR[g], st)
 	}
-	slices.SortFunc(gvrs, func(a, b schema.GroupVersionResource) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(gvrs, func(a, b scope) int {
+		return strings.Compare(a.gvr.String()+"|"+a.ns, b.gvr.String()+"|"+b.ns)
+	})
 	var (
 		mu   sync.Mutex
 		errs []error
 	)
 	e.parallel(len(gvrs), func(i int) {
-		gvr := gvrs[i]
-		kind := byGVR[gvr][0].d.id.Kind
+		gvr, ns := gvrs[i].gvr, gvrs[i].ns
+		kind := byGVR[gvrs[i]][0].d.id.Kind
 		seen := map[string]*unstructured.Unstructured{}
 		cont := ""
 		var err error
 		for {
 			var items []*unstructured.Unstructured
-			items, cont, err = e.listForHealth(ctx, gvr, kind, LabelApp+"="+app, cont)
+			items, cont, err = e.listForHealth(ctx, gvr, ns, kind, LabelApp+"="+app, cont)
 			if err != nil {
 				break
 			}
@@ -206,7 +217,7 @@ func (e *Engine) pollHealth(ctx context.Context, app string, pending map[string]
 			errs = append(errs, objectError(StageHealth, "list "+gvr.Resource+"."+gvr.Group, "", err))
 			return
 		}
-		for _, st := range byGVR[gvr] {
+		for _, st := range byGVR[gvrs[i]] {
 			if u, ok := seen[st.d.id.key()]; ok {
 				st.observe(u, e.health)
 			} else {
@@ -219,9 +230,9 @@ func (e *Engine) pollHealth(ctx context.Context, app string, pending map[string]
 
 // listForHealth reads one page of the objects of gvr labelled sel, as kstatus needs them, and
 // returns the continue token of the next page ("" on the last). A resource the apiserver does not
-// serve yields NotFound.
-func (e *Engine) listForHealth(ctx context.Context, gvr schema.GroupVersionResource, kind, sel, cont string) ([]*unstructured.Unstructured, string, error) {
-	req := e.core.RESTClient().Get().AbsPath(resourcePath(gvr, "", "")).SetHeader("Accept", "application/json").
+// serve yields NotFound. ns "" lists every namespace.
+func (e *Engine) listForHealth(ctx context.Context, gvr schema.GroupVersionResource, ns, kind, sel, cont string) ([]*unstructured.Unstructured, string, error) {
+	req := e.core.RESTClient().Get().AbsPath(resourcePath(gvr, ns, "")).SetHeader("Accept", "application/json").
 		Param("labelSelector", sel).Param("limit", strconv.Itoa(listPageSize))
 	if cont != "" {
 		req = req.Param("continue", cont)

@@ -150,7 +150,7 @@ func (e *Engine) distrust(cm *corev1.ConfigMap, app string) string {
 // readInventory fetches the app's inventory: one GET. A missing inventory is an empty one.
 func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, error) {
 	inv := &inventory{entries: map[string]*entry{}}
-	cm, err := e.core.ConfigMaps(e.opts.InventoryNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
+	cm, err := e.own.core.ConfigMaps(e.opts.InventoryNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return inv, nil
 	}
@@ -194,7 +194,7 @@ func (e *Engine) readInventory(ctx context.Context, app string) (*inventory, err
 func (e *Engine) ensureInventoryNamespace(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.opts.InventoryNamespace,
 		Labels: map[string]string{LabelManagedBy: ManagedByValue}}}
-	if _, err := e.core.Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: e.opts.FieldManager}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := e.own.core.Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: e.opts.FieldManager}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return objectError(StageInventory, "Namespace "+e.opts.InventoryNamespace, "", err)
 	}
 	e.inventoryNamespaceSeen.Store(true)
@@ -250,7 +250,7 @@ func (e *Engine) writeInventory(ctx context.Context, app string, inv *inventory)
 		BinaryData: map[string][]byte{inventoryKey: raw},
 	}
 	name := "ConfigMap " + e.opts.InventoryNamespace + "/" + inventoryName(app)
-	cms := e.core.ConfigMaps(e.opts.InventoryNamespace)
+	cms := e.own.core.ConfigMaps(e.opts.InventoryNamespace)
 	var out *corev1.ConfigMap
 	if inv.resourceVersion != "" {
 		out, err = cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: e.opts.FieldManager})

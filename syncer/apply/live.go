@@ -40,7 +40,10 @@ func metaOf(om *metav1.ObjectMeta) liveMeta {
 
 // listOwned reads, in bulk, every live object carrying the app's label for the given resources:
 // one metadata-only LIST per resource across all namespaces (paged), run in parallel. A resource
-// the apiserver does not serve (a CRD not yet created, or deleted) has no objects.
+// the apiserver does not serve (a CRD not yet created, or deleted) has no objects. This and lookup
+// read with the engine's own identity even for an app with a service account: they decide what
+// the app owns and what prune may delete, like the inventory, and an account allowed only some
+// namespaces could not list across them.
 func (e *Engine) listOwned(ctx context.Context, app string, ms []mapping) (map[string]liveMeta, error) {
 	var (
 		mu   sync.Mutex
@@ -74,7 +77,7 @@ func (e *Engine) listOwned(ctx context.Context, app string, ms []mapping) (map[s
 func (e *Engine) listMeta(ctx context.Context, gvr schema.GroupVersionResource, ns, sel string, fn func(*metav1.ObjectMeta)) error {
 	opts := metav1.ListOptions{LabelSelector: sel, Limit: listPageSize}
 	for {
-		l, err := e.meta.Resource(gvr).Namespace(ns).List(ctx, opts)
+		l, err := e.own.meta.Resource(gvr).Namespace(ns).List(ctx, opts)
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -140,7 +143,7 @@ func (e *Engine) lookup(ctx context.Context, objs []*desired) (map[string]liveMe
 		var err error
 		if t.d != nil {
 			var pom *metav1.PartialObjectMetadata
-			pom, err = e.meta.Resource(t.g.m.gvr).Namespace(t.g.ns).Get(ctx, t.d.id.Name, metav1.GetOptions{})
+			pom, err = e.own.meta.Resource(t.g.m.gvr).Namespace(t.g.ns).Get(ctx, t.d.id.Name, metav1.GetOptions{})
 			switch {
 			case apierrors.IsNotFound(err):
 				err = nil

@@ -98,6 +98,12 @@ func (e *Engine) Plan(ctx context.Context, app App, objs []render.Object) (*Plan
 	if err != nil {
 		return nil, err
 	}
+	if err := admit(app, want); err != nil {
+		return nil, err
+	}
+	if e, err = e.actAs(ctx, app); err != nil {
+		return nil, err
+	}
 	want, hooks := splitHooks(want)
 	inv, err := e.readInventory(ctx, app.Name)
 	if err != nil {

@@ -35,6 +35,12 @@ func (e *Engine) Sync(ctx context.Context, app App, revision string, objs []rend
 	if err != nil {
 		return res, err
 	}
+	if err := admit(app, want); err != nil {
+		return res, err
+	}
+	if e, err = e.actAs(ctx, app); err != nil {
+		return res, err
+	}
 	want, hooks := splitHooks(want)
 	inv, err := e.readInventory(ctx, app.Name)
 	if err != nil {
