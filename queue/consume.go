@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,10 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DefaultMaxDeliver is the safety net on deliveries of one job. Jobs are redelivered while they
-// wait for their dependencies (every few seconds, for up to a quarter of an hour) as well as after
-// transient failures, which the handler bounds itself; the net only catches a handler that never
-// decides.
+// DefaultMaxDeliver bounds the deliveries of one job that reach the handler. Jobs are delivered
+// again while they wait for their dependencies (every few seconds, for up to a quarter of an hour)
+// and after transient failures, which the handler bounds itself; the bound only catches a handler
+// that never decides. A deploy job waiting behind an earlier job of its app is held by the worker
+// that got it, which costs no delivery; only one held beyond MaxHeldPerApp is handed back, once
+// every heldOverflowDelay.
 const DefaultMaxDeliver = 600
 
 // Delivery tells a handler where a job stands in its delivery attempts.
@@ -59,6 +62,14 @@ const (
 	DefaultAckWait = 8 * time.Second
 	// DefaultGrace is how long running jobs may finish after shutdown began.
 	DefaultGrace = 60 * time.Second
+	// DefaultDeployMaxAckPending bounds the deploy jobs handed out and not yet ended, across all
+	// replicas: the running ones, those held behind an earlier job of their app and those
+	// waiting out a retry delay (a job waiting for its dependencies, a transient failure). Jobs
+	// are fetched only when a worker is free, so the running ones are Workers per replica; the
+	// bound is there for the others. A job beyond it is not handed out until one ends, so it is
+	// far above any backlog one app should build up (a burst of pushes to one app behind a long
+	// sync), while JetStream keeps an entry of tens of bytes per pending job.
+	DefaultDeployMaxAckPending = 10000
 	// heartbeatsPerAckWait is how many heartbeats a running job sends per ack wait.
 	heartbeatsPerAckWait = 4
 )
@@ -68,12 +79,15 @@ type ConsumeOptions struct {
 	// Workers bounds how many deploys this process runs at once, across all apps.
 	Workers int
 	// AckWait is how long a job may go without a sign of life before JetStream redelivers it.
-	// While a job waits for a slot and while it runs, this process sends one every
-	// AckWait/4, so only a job whose process died (or lost NATS for half of AckWait, after
-	// which the process gives the job up) is redelivered, within AckWait of the last sign.
+	// While a job is held and while it runs, this process sends one every AckWait/4, so only a
+	// job whose process died (or lost NATS for half of AckWait, after which the process gives
+	// the job up) is redelivered, within AckWait of the last sign.
 	AckWait time.Duration
 	// MaxDeliver bounds the deliveries of one job; the last one is told so.
 	MaxDeliver int
+	// MaxAckPending bounds the deploy jobs handed out and not ended across all replicas
+	// (DefaultDeployMaxAckPending).
+	MaxAckPending int
 	// Grace is how long in-flight jobs may run on after ctx is cancelled before they are
 	// cancelled too and handed back to the stream.
 	Grace time.Duration
@@ -87,21 +101,42 @@ type ConsumeOptions struct {
 	Logger    *slog.Logger
 
 	idle *idleWatch // set by Consume
+	// maxHeld and overflowDelay are MaxHeldPerApp and heldOverflowDelay unless a test sets them.
+	maxHeld       int
+	overflowDelay time.Duration
 }
 
 // DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
 func DefaultConsumeOptions() ConsumeOptions {
 	return ConsumeOptions{Workers: DefaultWorkers, AckWait: DefaultAckWait, MaxDeliver: DefaultMaxDeliver, Grace: DefaultGrace,
-		PreviewConcurrency: DefaultPreviewConcurrency, Logger: slog.Default()}
+		MaxAckPending: DefaultDeployMaxAckPending, PreviewConcurrency: DefaultPreviewConcurrency, Logger: slog.Default()}
 }
 
-// Consume runs jobs for apps until ctx is cancelled, then stops taking new ones and waits for
-// the running ones (at most Grace). Each app has one durable deploy consumer that allows one
-// unacknowledged job at a time, so an app never has two syncs at once, whichever worker or
-// replica holds the job. Previews write nothing and need no such order: one durable consumer
-// takes them for every app, PreviewConcurrency at a time, which keeps an idle server with many
-// apps at one consumer per app rather than two. Deploys run on Workers slots and previews on
-// PreviewConcurrency slots of their own, so previews never hold up a deploy.
+// Consumer names: one durable consumer takes the deploy jobs of every app and one the preview
+// jobs, whatever the number of apps.
+const (
+	deployConsumer  = string(KindDeploy)
+	previewConsumer = string(KindPreview)
+)
+
+// Consume runs jobs until ctx is cancelled, then stops taking new ones and waits for the running
+// ones (at most Grace).
+//
+// Deploys of one app must run one at a time, in the order they were stored, whichever worker or
+// replica holds them. Older versions gave every app a durable consumer that let one job out at a
+// time, which JetStream's consumer limit stopped near 1,000 apps. Now one durable consumer takes
+// the deploy jobs of every app, configured or not (a job stored for an app since removed still
+// reaches h, which ends it with a final status), and the order comes from the stream itself: in a
+// work-queue stream a job is deleted once it ends, so the oldest job stored on an app's subject
+// is the one running or next. A worker runs a job only when it is that oldest one; a later job
+// waits, held by the process that got it (see dispatcher), until the jobs before it have ended.
+// Workers fetch a job only when they are free, so jobs spread over the replicas that have room.
+//
+// Previews write nothing and need no such order: one durable consumer takes them for every app,
+// PreviewConcurrency at a time, on slots of their own, so previews never hold up a deploy.
+//
+// apps names the configured apps. Nothing per app is created from it any more; it is logged at
+// start, and kept so that callers need not change.
 func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts ConsumeOptions) error {
 	if opts.Workers < 1 {
 		opts.Workers = 1
@@ -110,8 +145,17 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	if opts.AckWait <= 0 {
 		opts.AckWait = DefaultAckWait
 	}
+	if opts.MaxAckPending <= 0 {
+		opts.MaxAckPending = DefaultDeployMaxAckPending
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.maxHeld <= 0 {
+		opts.maxHeld = MaxHeldPerApp
+	}
+	if opts.overflowDelay <= 0 {
+		opts.overflowDelay = heldOverflowDelay
 	}
 	// work outlives ctx by Grace so that running syncs can finish during shutdown.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -127,143 +171,166 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	})
 	defer stopGrace()
 
-	removed, err := q.tidyConsumers(ctx, apps)
+	stream, deploys, previews, err := q.startConsumers(ctx, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting: a shutdown, not a failure
 		}
 		return err
 	}
-	deploySlots := make(chan struct{}, opts.Workers)
+	it, err := previews.Messages(jetstream.PullMaxMessages(1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("consume preview jobs: %w", err)
+	}
+	opts.Logger.Info("queue: consuming jobs", "apps", len(apps), "workers", opts.Workers)
+	opts.idle = newIdleWatch(opts.Idle, opts.IdleDelay)
 	// Every replica may hold all PreviewConcurrency previews the shared consumer lets out, so a
 	// preview this process receives always finds a slot at once.
 	previewSlots := make(chan struct{}, opts.PreviewConcurrency)
-	type source struct {
-		cfg   jetstream.ConsumerConfig
-		slots chan struct{}
-	}
-	sources := make([]source, 0, len(apps)+1)
-	for _, app := range apps {
-		sources = append(sources, source{q.consumerConfig(string(KindDeploy)+"-"+app, Subject(KindDeploy, app),
-			fmt.Sprintf("deploy jobs of app %s", app), 1, opts), deploySlots})
-	}
-	for _, app := range removed {
-		// Jobs stored for an app that has since left the configuration still reach the handler,
-		// which ends each with a final status; the consumer goes at a start that finds it empty.
-		sources = append(sources, source{q.consumerConfig(string(KindDeploy)+"-"+app, Subject(KindDeploy, app),
-			fmt.Sprintf("deploy jobs of app %s, no longer configured", app), 1, opts), deploySlots})
-	}
-	sources = append(sources, source{q.consumerConfig(string(KindPreview), subjectPrefix+"."+string(KindPreview)+".>",
-		"preview jobs of every app", opts.PreviewConcurrency, opts), previewSlots})
-
-	opts.idle = newIdleWatch(opts.Idle, opts.IdleDelay)
-	// wg counts the pumps and the jobs they started: a pump is counted while it adds a job.
+	// wg counts the pumps, the deploy workers and the jobs they started.
 	var wg sync.WaitGroup
-	var iters []jetstream.MessagesContext
-	stopAll := func() {
-		for _, it := range iters {
-			it.Stop()
-		}
-	}
-	for _, src := range sources {
-		// CreateOrUpdate: a consumer made by an older ferry with another ack wait or bound takes
-		// these settings.
-		cons, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, src.cfg)
-		if err != nil {
-			err = fmt.Errorf("create consumer for %s: %w", src.cfg.Description, err)
-		}
-		var it jetstream.MessagesContext
-		if err == nil {
-			if it, err = cons.Messages(jetstream.PullMaxMessages(1)); err != nil {
-				err = fmt.Errorf("consume %s: %w", src.cfg.Description, err)
-			}
-		}
-		if err != nil {
-			stopAll()
-			if ctx.Err() != nil {
-				// Told to stop while starting (a SIGTERM right after start): a shutdown, not a
-				// failure. Jobs the started consumers handed out finish first, as below.
-				wg.Wait()
-				return nil
-			}
-			return err
-		}
-		iters = append(iters, it)
-		wg.Go(func() { q.pump(ctx, work, it, src.slots, h, opts, &wg) })
-	}
+	wg.Go(func() { q.pump(ctx, work, it, previewSlots, h, opts, &wg) })
+	d := newDispatcher(q, stream, deploys, h, opts)
+	d.start(ctx, work, &wg)
 	<-ctx.Done()
-	for _, it := range iters {
-		it.Drain()
-	}
+	it.Drain()
 	wg.Wait()
 	return nil
 }
 
-func (q *Queue) consumerConfig(durable, filter, description string, maxPending int, opts ConsumeOptions) jetstream.ConsumerConfig {
+// startConsumers replaces the consumers of older versions and creates or updates the shared
+// deploy and preview consumers.
+func (q *Queue) startConsumers(ctx context.Context, opts ConsumeOptions) (jetstream.Stream, jetstream.Consumer, jetstream.Consumer, error) {
+	stream, err := q.js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("stream %s: %w", StreamName, err)
+	}
+	if err := q.dropLegacyConsumers(ctx, stream, opts.Logger); err != nil {
+		return nil, nil, nil, err
+	}
+	// CreateOrUpdate: a consumer made by an older ferry with another ack wait or bound takes
+	// these settings.
+	dcfg := q.deployConsumerConfig(opts)
+	deploys, err := stream.CreateOrUpdateConsumer(ctx, dcfg)
+	if limit, ok := maxAckPendingLimit(err); ok && limit < dcfg.MaxAckPending {
+		// The NATS server, account or stream caps MaxAckPending below ferry's bound: take the cap.
+		opts.Logger.Warn("queue: NATS caps the deploy jobs handed out at once below ferry's bound", "limit", limit, "bound", dcfg.MaxAckPending)
+		dcfg.MaxAckPending = limit
+		deploys, err = stream.CreateOrUpdateConsumer(ctx, dcfg)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", dcfg.Description, err)
+	}
+	pcfg := q.previewConsumerConfig(opts)
+	previews, err := stream.CreateOrUpdateConsumer(ctx, pcfg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", pcfg.Description, err)
+	}
+	return stream, deploys, previews, nil
+}
+
+// errCodeMaxAckPendingExcess is JetStream's error for a consumer whose MaxAckPending exceeds
+// what the server, account or stream allows; its description ends with the limit.
+const errCodeMaxAckPendingExcess jetstream.ErrorCode = 10121
+
+// maxAckPendingLimit returns the limit a consumer creation was refused for, if that was the reason.
+func maxAckPendingLimit(err error) (int, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeMaxAckPendingExcess {
+		return 0, false
+	}
+	fields := strings.Fields(apiErr.Description)
+	if len(fields) == 0 {
+		return 0, false
+	}
+	n, perr := strconv.Atoi(fields[len(fields)-1])
+	return n, perr == nil && n > 0
+}
+
+// deployConsumerConfig is the one consumer of every app's deploy jobs. It redelivers a job
+// without bound (MaxDeliver -1): a work-queue stream keeps a job that ran out of deliveries,
+// where it would stand forever before every later job of its app. Delivery.Last is decided by
+// the worker from the delivery count instead, and a last delivery cut short by a crash comes
+// again as the last one.
+func (q *Queue) deployConsumerConfig(opts ConsumeOptions) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       durable,
-		Description:   description,
-		FilterSubject: filter,
+		Durable:       deployConsumer,
+		Description:   "deploy jobs of every app",
+		FilterSubject: subjectPrefix + "." + string(KindDeploy) + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       opts.AckWait,
-		MaxDeliver:    opts.MaxDeliver,
-		MaxAckPending: maxPending,
+		MaxDeliver:    -1,
+		MaxAckPending: opts.MaxAckPending,
 		Replicas:      q.opts.Replicas,
 	}
 }
 
-// tidyConsumers deletes the consumers ferry no longer needs: the per-app preview consumers of
-// versions before previews shared one (a work-queue stream refuses a consumer whose filter
-// overlaps another's, and their jobs are the shared consumer's now), and the deploy consumers of
-// apps no longer configured that hold no job. It returns the apps no longer configured whose
-// consumers still hold jobs: those jobs must still end, each with a final status.
-func (q *Queue) tidyConsumers(ctx context.Context, apps []string) (removed []string, err error) {
-	stream, err := q.js.Stream(ctx, StreamName)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamName, err)
+func (q *Queue) previewConsumerConfig(opts ConsumeOptions) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       previewConsumer,
+		Description:   "preview jobs of every app",
+		FilterSubject: subjectPrefix + "." + string(KindPreview) + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       opts.AckWait,
+		MaxDeliver:    opts.MaxDeliver,
+		MaxAckPending: opts.PreviewConcurrency,
+		Replicas:      q.opts.Replicas,
 	}
-	configured := make(map[string]bool, len(apps))
-	for _, a := range apps {
-		configured[a] = true
-	}
+}
+
+// legacyDeleteConcurrency bounds the consumer deletions in flight while a start replaces the
+// per-app consumers of older versions (a thousand of them on a large installation).
+const legacyDeleteConcurrency = 16
+
+// dropLegacyConsumers deletes the per-app consumers older versions made (deploy-<app>,
+// preview-<app>). A work-queue stream refuses a consumer whose filter overlaps another's, so they
+// must go before the shared ones are made. Deleting a consumer deletes none of the jobs stored on
+// the stream: the shared consumers deliver them, in order, from the first stored.
+func (q *Queue) dropLegacyConsumers(ctx context.Context, stream jetstream.Stream, log *slog.Logger) error {
 	names := stream.ConsumerNames(ctx)
-	var stale []string
+	var legacy []string
 	for name := range names.Name() {
-		if strings.HasPrefix(name, string(KindPreview)+"-") {
-			stale = append(stale, name)
-		}
-		if app, ok := strings.CutPrefix(name, string(KindDeploy)+"-"); ok && !configured[app] {
-			removed = append(removed, app)
+		if strings.HasPrefix(name, deployConsumer+"-") || strings.HasPrefix(name, previewConsumer+"-") {
+			legacy = append(legacy, name)
 		}
 	}
 	if err := names.Err(); err != nil {
-		return nil, fmt.Errorf("list consumers: %w", err)
+		return fmt.Errorf("list consumers: %w", err)
 	}
-	held := removed[:0]
-	for _, app := range removed {
-		name := string(KindDeploy) + "-" + app
-		c, err := stream.Consumer(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("consumer %s: %w", name, err)
-		}
-		if info := c.CachedInfo(); info.NumPending+uint64(info.NumAckPending) > 0 {
-			held = append(held, app)
-			continue
-		}
-		stale = append(stale, name)
+	if len(legacy) == 0 {
+		return nil
 	}
-	for _, name := range stale {
-		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("delete consumer %s: %w", name, err)
-		}
+	log.Info("queue: replacing the per-app consumers of an older version", "consumers", len(legacy))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, legacyDeleteConcurrency)
+	)
+	for _, name := range legacy {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("delete consumer %s of an older version: %w", name, err)
+				}
+				mu.Unlock()
+			}
+		})
 	}
-	return held, nil
+	wg.Wait()
+	return first
 }
 
-// pump takes one consumer's messages and starts each at once on a goroutine of its own, which
-// waits for a slot and runs it. The pump itself never waits for a job: it is always ready for
-// the consumer's next message, so no delivered message sits in the client unattended, without
-// heartbeats. The consumer's MaxAckPending bounds how many jobs one pump has started.
+// pump takes the preview consumer's messages and starts each at once on a goroutine of its own,
+// which waits for a slot and runs it. The pump itself never waits for a job: it is always ready
+// for the consumer's next message, so no delivered message sits in the client unattended,
+// without heartbeats. The consumer's MaxAckPending bounds how many jobs one pump has started.
 func (q *Queue) pump(ctx, work context.Context, it jetstream.MessagesContext, slots chan struct{}, h Handler, opts ConsumeOptions, wg *sync.WaitGroup) {
 	for {
 		msg, err := it.Next()
@@ -281,7 +348,13 @@ func (q *Queue) pump(ctx, work context.Context, it jetstream.MessagesContext, sl
 		}
 		// The job runs on a goroutine of its own, which also keeps a sync's grown stack away
 		// from this long-lived pump.
-		wg.Go(func() { q.run(ctx, work, msg, slots, h, opts) })
+		wg.Go(func() {
+			j, ok := decode(msg, opts)
+			if !ok {
+				return
+			}
+			q.runWithSlot(ctx, work, j, slots, h, opts)
+		})
 	}
 }
 
@@ -289,46 +362,77 @@ func (q *Queue) pump(ctx, work context.Context, it jetstream.MessagesContext, sl
 // that JetStream may have handed the job to another worker.
 var errLeaseLost = errors.New("no heartbeat reached NATS for half the ack wait: the job may be another worker's now")
 
-// run handles one message: keeps it alive while it waits for a slot and while it runs, then
-// acknowledges, retries or terminates it as the handler says.
-func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan struct{}, h Handler, opts ConsumeOptions) {
+// delivered is one delivery of a job to this process.
+type delivered struct {
+	msg jetstream.Msg
+	job Job
+	// seq is the job's sequence on the stream, which orders the jobs of one app.
+	seq uint64
+	d   Delivery
+	log *slog.Logger
+}
+
+// decode reads a delivered message; a message that is no job is terminated.
+func decode(msg jetstream.Msg, opts ConsumeOptions) (*delivered, bool) {
 	log := opts.Logger.With("subject", msg.Subject())
 	var job Job
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		log.Error("queue: job cannot be decoded, dropping it", "err", err)
 		_ = msg.TermWithReason("undecodable job")
-		return
+		return nil, false
 	}
-	log = log.With("job", job.ID, "app", job.App, "sha", job.SHA)
-	d := Delivery{Attempt: 1}
+	j := &delivered{msg: msg, job: job, d: Delivery{Attempt: 1}, log: log.With("job", job.ID, "app", job.App, "sha", job.SHA)}
 	if md, err := msg.Metadata(); err == nil {
-		d.Attempt = int(md.NumDelivered)
+		j.d.Attempt = int(md.NumDelivered)
+		j.seq = md.Sequence.Stream
 	}
-	d.Last = opts.MaxDeliver > 0 && d.Attempt >= opts.MaxDeliver
+	j.d.Last = opts.MaxDeliver > 0 && j.d.Attempt >= opts.MaxDeliver
+	return j, true
+}
+
+// runWithSlot keeps a job alive while it waits for a slot, then runs it.
+func (q *Queue) runWithSlot(ctx, work context.Context, j *delivered, slots chan struct{}, h Handler, opts ConsumeOptions) {
 	if ctx.Err() != nil {
 		// Shutting down before the job started: hand it straight back to the stream.
-		_ = msg.Nak()
+		_ = j.msg.Nak()
 		return
 	}
-
 	alive, stopAlive := context.WithCancelCause(work)
 	defer stopAlive(nil)
-	go q.keepAlive(alive, msg, opts.AckWait, stopAlive)
-
+	go q.keepAlive(alive, j.msg, opts.AckWait, stopAlive)
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
-		_ = msg.Nak()
+		_ = j.msg.Nak()
 		return
 	case <-alive.Done():
-		log.Warn("queue: job given up before it started", "err", context.Cause(alive))
+		j.log.Warn("queue: job given up before it started", "err", context.Cause(alive))
 		return
 	}
 	defer func() { <-slots }()
+	q.runAlive(alive, work, stopAlive, j, h, opts)
+}
+
+// run keeps a job alive while it runs, then acknowledges, retries or terminates it as the
+// handler says. ended is true when JetStream confirmed the job is done (acknowledged or
+// terminated): it is no longer stored, or is about to be removed.
+func (q *Queue) run(ctx, work context.Context, j *delivered, h Handler, opts ConsumeOptions) (ended bool) {
+	if ctx.Err() != nil {
+		_ = j.msg.Nak()
+		return false
+	}
+	alive, stopAlive := context.WithCancelCause(work)
+	defer stopAlive(nil)
+	go q.keepAlive(alive, j.msg, opts.AckWait, stopAlive)
+	return q.runAlive(alive, work, stopAlive, j, h, opts)
+}
+
+func (q *Queue) runAlive(alive, work context.Context, stopAlive context.CancelCauseFunc, j *delivered, h Handler, opts ConsumeOptions) (ended bool) {
 	opts.idle.begin()
 	defer opts.idle.end()
+	msg, d, log := j.msg, j.d, j.log
 
-	err := h(alive, job, d)
+	err := h(alive, j.job, d)
 	lost := errors.Is(context.Cause(alive), errLeaseLost)
 	stopAlive(nil)
 	var retry *RetryError
@@ -339,7 +443,9 @@ func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan str
 	case err == nil:
 		if aerr := msg.DoubleAck(context.WithoutCancel(work)); aerr != nil {
 			log.Warn("queue: ack", "err", aerr)
+			return false
 		}
+		return true
 	case work.Err() != nil:
 		// Shutdown cut the job short: another worker will run it again.
 		log.Info("queue: job interrupted by shutdown, handing it back", "err", err)
@@ -349,8 +455,15 @@ func (q *Queue) run(ctx, work context.Context, msg jetstream.Msg, slots chan str
 		_ = msg.NakWithDelay(retry.Delay)
 	default:
 		log.Warn("queue: job failed for good", "attempt", d.Attempt, "err", err)
-		_ = msg.TermWithReason(truncate(err.Error(), 200))
+		// Term waits for JetStream's answer like DoubleAck, so that the next job of the app,
+		// which runs once this one is gone from the stream, finds it gone.
+		if terr := q.termSync(context.WithoutCancel(work), msg, truncate(err.Error(), 200)); terr != nil {
+			log.Warn("queue: terminate", "err", terr)
+			return false
+		}
+		return true
 	}
+	return false
 }
 
 // keepAlive tells JetStream that msg's job is in progress every ackWait/4 until ctx ends. When
@@ -434,4 +547,14 @@ func (w *idleWatch) end() {
 		}
 	})
 	w.timer = t
+}
+
+// termSync terminates msg and waits for JetStream's answer (jetstream.Msg's Term does not wait).
+func (q *Queue) termSync(ctx context.Context, msg jetstream.Msg, reason string) error {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if _, err := q.nc.RequestWithContext(ctx, msg.Reply(), []byte("+TERM "+reason)); err != nil {
+		return fmt.Errorf("terminate job: %w", err)
+	}
+	return nil
 }

@@ -9,7 +9,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 )
+
+// legacyConsumerConfig is a per-app consumer as ferry made them before one consumer took every
+// app's jobs.
+func legacyConsumerConfig(name, filter string, maxPending int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: name, FilterSubject: filter, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxDeliver: DefaultMaxDeliver, MaxAckPending: maxPending}
+}
 
 // consumeInBackground runs q.Consume until the test ends and checks it returned cleanly.
 func consumeInBackground(t *testing.T, q *Queue, apps []string, h Handler, opts ConsumeOptions) context.CancelFunc {
@@ -84,7 +92,7 @@ func TestLongJobDeliveredOnce(t *testing.T) {
 func TestDeadWorkerJobTakenOver(t *testing.T) {
 	e, nc, q := startQueue(t, t.TempDir())
 	t.Cleanup(func() { nc.Close(); e.Shutdown() })
-	old := q.consumerConfig("deploy-api", Subject(KindDeploy, "api"), "deploy jobs of app api", 1, quietOptions())
+	old := q.deployConsumerConfig(quietOptions())
 	old.AckWait = 30 * time.Second
 	if _, err := q.js.CreateOrUpdateConsumer(t.Context(), StreamName, old); err != nil {
 		t.Fatal(err)
@@ -116,7 +124,7 @@ func TestDeadWorkerJobTakenOver(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("worker a never started the job")
 	}
-	cons, err := q.js.Consumer(t.Context(), StreamName, "deploy-api")
+	cons, err := q.js.Consumer(t.Context(), StreamName, deployConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,61 +242,67 @@ func TestPreviewsRunConcurrentlyBesideDeploys(t *testing.T) {
 
 // TestShutdownKeepsRunningJobsAndHandsBackWaitingOnes: when a replica shuts down, the job it
 // runs goes on through the grace period, past the ack wait, without being handed to another
-// replica, while a job it held waiting for a slot is handed back at once and run elsewhere.
+// replica, while the later job of the same app it held is handed back at once and runs on the
+// other replica once the first has ended, never beside it.
 func TestShutdownKeepsRunningJobsAndHandsBackWaitingOnes(t *testing.T) {
 	e, nc, q := startQueue(t, t.TempDir())
 	t.Cleanup(func() { nc.Close(); e.Shutdown() })
 	opts := quietOptions()
-	opts.Workers = 1
+	opts.Workers = 2
 	opts.Grace = 10 * opts.AckWait
 	run := 2 * opts.AckWait
 
 	type delivery struct {
 		worker string
-		app    string
+		sha    string
 		d      Delivery
-		at     time.Time
 	}
 	seen := make(chan delivery, 10)
-	finished := make(chan struct{})
+	var finished atomic.Bool
+	var ranBeside atomic.Bool
 	handler := func(worker string) Handler {
 		return func(ctx context.Context, j Job, d Delivery) error {
-			seen <- delivery{worker, j.App, d, time.Now()}
-			if j.App != "long" {
+			if j.SHA != "first" {
+				ranBeside.Store(!finished.Load())
+				seen <- delivery{worker, j.SHA, d}
 				return nil
 			}
+			seen <- delivery{worker, j.SHA, d}
 			select {
 			case <-time.After(run):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			close(finished)
+			finished.Store(true)
 			return nil
 		}
 	}
 	ctxA, stopA := context.WithCancel(t.Context())
 	doneA := make(chan error, 1)
-	go func() { doneA <- q.Consume(ctxA, []string{"long", "waiting"}, handler("a"), opts) }()
-	if _, err := q.Enqueue(t.Context(), []Job{testJob("long", "abc", "d-long")}); err != nil {
+	go func() { doneA <- q.Consume(ctxA, []string{"long"}, handler("a"), opts) }()
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("long", "first", "d-first")}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case got := <-seen:
-		if got.app != "long" {
-			t.Fatalf("replica a first ran %s, want long", got.app)
+		if got.sha != "first" {
+			t.Fatalf("replica a first ran %s, want the first job", got.sha)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("replica a never started the long job")
 	}
-	// The second job is delivered to replica a too, and waits there for its only slot.
-	if _, err := q.Enqueue(t.Context(), []Job{testJob("waiting", "abc", "d-waiting")}); err != nil {
+	// The second job of the app reaches replica a's free worker, which holds it behind the first.
+	if _, err := q.Enqueue(t.Context(), []Job{testJob("long", "second", "d-second")}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := q.js.Consumer(t.Context(), StreamName, deployConsumer)
+	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		// The consumer may not exist yet: replica a makes its consumers one after another.
-		info, err := q.js.Consumer(t.Context(), StreamName, "deploy-waiting")
-		if err == nil && info.CachedInfo().NumAckPending == 1 {
+		info, err := cons.Info(t.Context())
+		if err == nil && info.NumAckPending == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -296,27 +310,37 @@ func TestShutdownKeepsRunningJobsAndHandsBackWaitingOnes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	consumeInBackground(t, q, []string{"long", "waiting"}, handler("b"), opts)
+	consumeInBackground(t, q, []string{"long"}, handler("b"), opts)
 	stopA()
-	stopped := time.Now()
 
-	select {
-	case got := <-seen:
-		// Attempt 2 or 3: JetStream may offer the handed-back job once more to replica a's
-		// subscription while it closes, which hands it back again without running it.
-		if got.worker != "b" || got.app != "waiting" || got.d.Attempt < 2 {
-			t.Fatalf("after replica a began shutting down, %s ran %s attempt %d; want b to run waiting, redelivered", got.worker, got.app, got.d.Attempt)
+	// Handed back at shutdown, the held job is delivered to replica b again at once, long before
+	// a lapsed lease would bring it back.
+	deadline = time.Now().Add(opts.AckWait / 2)
+	for {
+		info, err := cons.Info(t.Context())
+		if err == nil && info.NumRedelivered == 1 {
+			break
 		}
-		if took := got.at.Sub(stopped); took >= opts.AckWait {
-			t.Errorf("the waiting job reached replica b %s after shutdown began, want it handed back at once (ack wait %s)", took, opts.AckWait)
+		if time.Now().After(deadline) {
+			t.Fatalf("the held job was not handed back at shutdown (%+v, %v)", info, err)
 		}
-	case <-time.After(3 * opts.AckWait):
-		t.Fatal("the job waiting for a slot was not handed back at shutdown")
+		time.Sleep(20 * time.Millisecond)
 	}
 	select {
-	case <-finished:
+	case got := <-seen:
+		// Attempt 2 or 3: JetStream may offer the handed-back job once more to replica a's last
+		// pull while it stops, which hands it back again without running it.
+		if got.worker != "b" || got.sha != "second" || got.d.Attempt < 2 {
+			t.Fatalf("after replica a began shutting down, %s ran %s attempt %d; want b to run the second job, redelivered", got.worker, got.sha, got.d.Attempt)
+		}
+		if ranBeside.Load() {
+			t.Error("the second job of the app ran while the first still ran")
+		}
 	case <-time.After(run + 10*time.Second):
-		t.Fatal("the long job did not finish during the grace period")
+		t.Fatal("the held job never ran after the first ended")
+	}
+	if !finished.Load() {
+		t.Error("the long job did not finish during the grace period")
 	}
 	select {
 	case err := <-doneA:
@@ -329,7 +353,7 @@ func TestShutdownKeepsRunningJobsAndHandsBackWaitingOnes(t *testing.T) {
 	time.Sleep(opts.AckWait + opts.AckWait/2) // a redelivery would come within an ack wait
 	select {
 	case got := <-seen:
-		t.Errorf("%s ran %s attempt %d after shutdown; the long job must run once", got.worker, got.app, got.d.Attempt)
+		t.Errorf("%s ran %s attempt %d after shutdown; each job must run once", got.worker, got.sha, got.d.Attempt)
 	default:
 	}
 	if n, err := q.Pending(t.Context()); err != nil || n != 0 {

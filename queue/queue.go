@@ -13,8 +13,8 @@ import (
 const (
 	// StreamName is the JetStream stream holding every queued job.
 	StreamName = "FERRY_JOBS"
-	// subjectPrefix is followed by <kind>.<app>; one subject per app and kind lets one consumer
-	// per app serialise that app's syncs across every worker of every replica.
+	// subjectPrefix is followed by <kind>.<app>; one subject per app and kind orders an app's
+	// jobs: the oldest stored on an app's deploy subject is the one that may run (see Consume).
 	subjectPrefix = "ferry.jobs"
 	// DedupWindow is how long a delivery id is remembered: a forge redelivering a hook within
 	// it does not make a second job.

@@ -259,7 +259,7 @@ func TestPreviewsShareOneBoundedConsumer(t *testing.T) {
 	t.Cleanup(func() { nc.Close(); e.Shutdown() })
 	// A per-app preview consumer as ferry used to create them, holding a job: the shared
 	// consumer must replace it (a work-queue stream refuses overlapping filters) and run the job.
-	legacy := q.consumerConfig("preview-a", Subject(KindPreview, "a"), "preview jobs of app a", 2, quietOptions())
+	legacy := legacyConsumerConfig("preview-a", Subject(KindPreview, "a"), 2)
 	if _, err := q.js.CreateOrUpdateConsumer(t.Context(), StreamName, legacy); err != nil {
 		t.Fatal(err)
 	}
