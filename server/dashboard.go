@@ -176,9 +176,13 @@ func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
 		state[rw.App.Name] = rw.State
 	}
 	g := layoutGraph(s.cfg.Apps, func(app string) string { return state[app] })
+	clusters := s.clusters()
+	if len(clusters) < 2 {
+		clusters = nil // one cluster: no column, no section
+	}
 	s.render(w, r, http.StatusOK, "index.html", map[string]any{
 		"Title": "apps", "Rows": shown, "Total": len(all), "Matched": len(matched), "Filter": f, "States": filterStates, "Repos": repoNames,
-		"Counts": counts, "Graph": g, "Apps": s.cfg.Apps, "Now": s.now(),
+		"Counts": counts, "Graph": g, "Apps": s.cfg.Apps, "Now": s.now(), "Clusters": clusters,
 		"Page": page, "Pages": pages, "First": (page-1)*DashboardPageSize + 1, "LastShown": (page-1)*DashboardPageSize + len(shown), "PrevURL": pageURL(q, page-1, pages), "NextURL": pageURL(q, page+1, pages),
 	}, sess)
 }

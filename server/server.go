@@ -55,6 +55,8 @@ type AppInfo struct {
 	Branch    string   `json:"branch"`
 	Prune     bool     `json:"prune"`
 	DependsOn []string `json:"dependsOn,omitempty"`
+	// Cluster names the cluster the app deploys to, on servers that deploy to several.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // Suspensions is what the API and pages show of suspended apps, as every replica sees them.
@@ -81,6 +83,9 @@ type Config struct {
 	Watch Watcher
 	Apps  []AppInfo
 	Ready []Check
+	// Clusters tells how each target cluster answers (GET /api/v1/clusters, the app list
+	// page); nil serves an empty list.
+	Clusters func() []ClusterHealth
 	// Gatherer serves /metrics; nil serves an empty registry.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
@@ -162,6 +167,7 @@ func (s *Server) Routes() http.Handler {
 			r.Get("/syncs/{id}", s.getSync)
 			r.Get("/syncs/{id}/events", s.syncEvents)
 			r.Get("/events", s.allSyncEvents)
+			r.Get("/clusters", s.listClusters)
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(s.requireAuth)

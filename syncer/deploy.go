@@ -67,7 +67,11 @@ func (r *run) deploy(ctx context.Context) error {
 	objs := l.objs
 	s.learnInputs(ctx, r.log, app, job.SHA, l.inputs)
 
-	res, err := s.apply.Sync(ctx, s.applyApp(app), job.SHA, objs)
+	t, err := s.target(app)
+	if err != nil {
+		return r.retryOrFail(ctx, at(StageApply, err))
+	}
+	res, err := t.Sync(ctx, s.applyApp(app), job.SHA, objs)
 	if res != nil {
 		fillResult(&r.rec, res)
 	}

@@ -72,7 +72,11 @@ func (s *Syncer) Diff(ctx context.Context, appName string, files fs.FS) (DiffRes
 	if err != nil {
 		return DiffResult{}, diffError(ctx, at(StageRender, err))
 	}
-	plan, err := s.apply.Plan(ctx, s.applyApp(app), objs)
+	t, err := s.target(app)
+	if err != nil {
+		return DiffResult{}, diffError(ctx, at(StagePlan, err))
+	}
+	plan, err := t.Plan(ctx, s.applyApp(app), objs)
 	if err != nil {
 		return DiffResult{}, diffError(ctx, at(StagePlan, err))
 	}

@@ -24,7 +24,11 @@ func (r *run) preview(ctx context.Context) error {
 	if err != nil {
 		return r.fetchFailed(ctx, err)
 	}
-	plan, err := s.apply.Plan(ctx, s.applyApp(app), l.objs)
+	t, err := s.target(app)
+	if err != nil {
+		return r.retryOrFail(ctx, at(StagePlan, err))
+	}
+	plan, err := t.Plan(ctx, s.applyApp(app), l.objs)
 	if err != nil {
 		return r.retryOrFail(ctx, at(StagePlan, err))
 	}

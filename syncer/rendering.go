@@ -76,7 +76,11 @@ func (s *Syncer) prepare(ctx context.Context, app App, files fs.FS) (prepared, e
 		p.chart = c.Ref + "@" + c.Digest
 	}
 	if render.IsChart(files, app.Path, p.opts) {
-		caps, err := s.cluster.Capabilities(ctx)
+		cl, err := s.target(app)
+		if err != nil {
+			return p, at(StageCluster, err)
+		}
+		caps, err := cl.Capabilities(ctx)
 		if err != nil {
 			return p, at(StageCluster, err)
 		}
@@ -115,8 +119,16 @@ func (s *Syncer) variables(ctx context.Context, app App) (map[string]string, err
 		return nil, nil
 	}
 	vars := map[string]string{}
+	var cl Cluster
+	if len(r.VarsFrom) > 0 {
+		t, err := s.target(app)
+		if err != nil {
+			return nil, err
+		}
+		cl = t
+	}
 	for _, src := range r.VarsFrom {
-		data, err := s.cluster.Data(ctx, src.Kind, src.Namespace, src.Name)
+		data, err := cl.Data(ctx, src.Kind, src.Namespace, src.Name)
 		if errors.Is(err, apply.ErrNotFound) && src.Optional {
 			continue
 		}

@@ -49,6 +49,8 @@ type App struct {
 	// Policy bounds what the app's objects may be: its repository's rules, then its own; every
 	// layer must allow each object.
 	Policy []policy.Policy
+	// Cluster names the cluster the app deploys to, as Parts.Targets knows it; "" is the default.
+	Cluster string
 }
 
 // Fetcher is the Git side: the commit cache the syncer reads from.
@@ -66,6 +68,20 @@ type Fetcher interface {
 type Applier interface {
 	Sync(ctx context.Context, app apply.App, revision string, objs []render.Object) (*apply.Result, error)
 	Plan(ctx context.Context, app apply.App, objs []render.Object) (*apply.Plan, error)
+}
+
+// Target is one cluster as a sync uses it: what a render reads of it, and the applier that
+// makes it hold an app's objects.
+type Target interface {
+	Applier
+	Cluster
+}
+
+// Targets picks the cluster an app deploys to by its name ("" is the default). An error says
+// the cluster cannot be used now (not answering): it classifies with apply.IsTransient and
+// names the cluster.
+type Targets interface {
+	Target(cluster string) (Target, error)
 }
 
 // Store keeps sync records and app states where every replica sees them.
@@ -119,9 +135,12 @@ func DefaultOptions() Options {
 
 // Parts are what a syncer works with: Git, the cluster, the store and queue, remote charts.
 type Parts struct {
-	Fetch   Fetcher
+	Fetch Fetcher
+	// Apply and Cluster are the one cluster of every app, unless Targets is set.
 	Apply   Applier
 	Cluster Cluster
+	// Targets, when set, picks each app's cluster by App.Cluster instead.
+	Targets Targets
 	Charts  Charts
 	Store   Store
 	Backlog Backlog
@@ -141,6 +160,7 @@ type Syncer struct {
 	fetch   Fetcher
 	apply   Applier
 	cluster Cluster
+	targets Targets
 	charts  Charts
 	store   Store
 	backlog Backlog
@@ -160,7 +180,7 @@ type Syncer struct {
 // New returns a syncer of a configuration the config loader validated: every app names a
 // known repository and known dependencies. It trusts that input and checks nothing again.
 func New(repos []Repo, apps []App, p Parts, opts Options) *Syncer {
-	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: p.Fetch, apply: p.Apply, cluster: p.Cluster, charts: p.Charts,
+	s := &Syncer{repos: map[string]Repo{}, apps: map[string]App{}, fetch: p.Fetch, apply: p.Apply, cluster: p.Cluster, targets: p.Targets, charts: p.Charts,
 		store: p.Store, backlog: p.Backlog, opts: opts, metrics: p.Metrics, notes: make(chan []queue.Job, notifyBuffer), learned: map[string][]string{},
 		suspensions: p.Suspensions, notify: p.Notify, events: p.Events}
 	if s.opts.Logger == nil {
@@ -176,6 +196,20 @@ func New(repos []Repo, apps []App, p Parts, opts Options) *Syncer {
 		s.apps[a.Name] = a
 	}
 	return s
+}
+
+// oneTarget is Parts.Apply and Parts.Cluster as the Target of every app.
+type oneTarget struct {
+	Applier
+	Cluster
+}
+
+// target is the cluster app deploys to.
+func (s *Syncer) target(app App) (Target, error) {
+	if s.targets == nil {
+		return oneTarget{s.apply, s.cluster}, nil
+	}
+	return s.targets.Target(app.Cluster)
 }
 
 // SyncURL is the page a sync's status links to.

@@ -78,7 +78,7 @@ func runTool(t *testing.T, dir, bin string, stdin string, args ...string) string
 func TestAlertRulesLoadAndFire(t *testing.T) {
 	dir := promtoolDir(t)
 	out := runTool(t, monitoringDir, filepath.Join(dir, "promtool"), "", "check", "rules", "ferry.rules.yaml")
-	if !strings.Contains(out, "SUCCESS: 7 rules found") {
+	if !strings.Contains(out, "SUCCESS: 8 rules found") {
 		t.Errorf("promtool check rules: %s", out)
 	}
 	out = runTool(t, monitoringDir, filepath.Join(dir, "promtool"), "", "test", "rules", "testdata/ferry.rules.test.yaml")

@@ -24,6 +24,7 @@ import (
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
 	"github.com/ferrygitops/ferry/syncer/status"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -70,7 +71,9 @@ type Config struct {
 	// InventoryNamespace holds the apps' inventories in the cluster (default ferry-system).
 	InventoryNamespace string     `json:"inventoryNamespace,omitempty"`
 	Repos              []RepoConf `json:"repos"`
-	Apps               []AppConf  `json:"apps"`
+	// Clusters are the clusters apps may deploy to besides ferry's own (see cluster_config.go).
+	Clusters []ClusterConf `json:"clusters,omitempty"`
+	Apps     []AppConf     `json:"apps"`
 	// APITokens authenticate the write API (manual sync, suspend, resume).
 	APITokens []APIToken `json:"apiTokens,omitempty"`
 	// AuthProxy trusts an authenticating proxy's user header as well (see AuthProxyConf).
@@ -181,6 +184,10 @@ type AppConf struct {
 	// Namespace, or namespace/name (see tenancy_config.go). Policy narrows its repository's.
 	ServiceAccountName string      `json:"serviceAccountName,omitempty"`
 	Policy             *PolicyConf `json:"policy,omitempty"`
+	// Cluster is the cluster the app deploys to; ferry's own when unset. Targets instead
+	// deploys it to several, as one app per cluster (see cluster_config.go).
+	Cluster string       `json:"cluster,omitempty"`
+	Targets []TargetConf `json:"targets,omitempty"`
 }
 
 // SecretRef names where a secret is: an environment variable or a file. Secrets are never
@@ -237,6 +244,8 @@ type Secrets struct {
 	ChartAuth map[string]*charts.Credentials
 	// Notify are the notification targets, with their URLs and signing keys.
 	Notify []notify.Target
+	// Clusters are the configured clusters' client configs, by name.
+	Clusters map[string]*rest.Config
 }
 
 // ParseConfig validates a config document; see LoadConfig.
@@ -291,6 +300,9 @@ func ParseConfig(data []byte, getenv func(string) string) (*Config, *Secrets, er
 		errs = append(errs, err)
 	}
 	sec.Keys, sec.ChartAuth = keys, auth
+	if sec.Clusters, err = resolveClusters(&c, getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if sec.Notify, err = resolveNotify(&c, getenv); err != nil {
 		errs = append(errs, err)
 	}
@@ -392,6 +404,7 @@ func (c *Config) validate() error {
 			bad("%s: mergeRequestNotes needs a token to write notes", where)
 		}
 	}
+	c.expandTargets(bad)
 	apps := map[string]int{}
 	for i, a := range c.Apps {
 		where := checkName(bad, "apps", "app", i, a.Name, apps[a.Name] > 0)
@@ -419,6 +432,7 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	c.validateClusters(bad)
 	c.validateAuth(bad)
 	c.validateNotify(bad)
 	c.validateTenancy(bad)

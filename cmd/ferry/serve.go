@@ -18,7 +18,6 @@ import (
 	"github.com/ferrygitops/ferry/queue"
 	"github.com/ferrygitops/ferry/server"
 	"github.com/ferrygitops/ferry/syncer"
-	"github.com/ferrygitops/ferry/syncer/apply"
 	"github.com/ferrygitops/ferry/syncer/notify"
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
@@ -79,16 +78,11 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
-	applyOpts := apply.DefaultOptions()
-	applyOpts.Logger, applyOpts.HealthChecks = log.With("part", "apply"), cfg.health
-	if cfg.InventoryNamespace != "" {
-		applyOpts.InventoryNamespace = cfg.InventoryNamespace
-	}
-	engine, err := apply.New(kube, applyOpts)
+	reg := prometheus.NewRegistry()
+	targets, err := targetSet(kube, cfg, sec, log, reg)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
 	cache, err := source.New(source.Options{Dir: filepath.Join(o.DataDir, "git"), MaxFetchBytes: int64(cfg.MaxFetchMiB) << 20, Logger: log.With("part", "git"),
 		Metrics: source.NewMetrics(reg)})
 	if err != nil {
@@ -113,8 +107,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	}
 	publisher := notify.NewPublisher(notices, log.With("part", "notify"), nmetrics)
 	chartCache := charts.NewFetcher(filepath.Join(o.DataDir, "charts"), &http.Client{Timeout: chartTimeout})
-	events := engine.NewEventRecorder(o.Worker)
-	s := syncer.New(repos, syncerApps(cfg, sec), syncer.Parts{Fetch: cache, Apply: engine, Cluster: engine, Charts: chartCache,
+	events := targets.NewEventRecorder(o.Worker, appClusters(cfg))
+	s := syncer.New(repos, syncerApps(cfg, sec), syncer.Parts{Fetch: cache, Targets: syncerTargets{targets}, Charts: chartCache,
 		Store: records, Backlog: q, Metrics: syncer.NewMetrics(reg), Suspensions: suspensions, Notify: notifier(sec, publisher), Events: events}, sopts)
 	enq := &enqueuer{q: q, notify: s}
 	hooks := handlers.NewHooks(hookRepos(cfg, sec), enq, handlers.HooksOptions{Logger: log.With("part", "hooks"), NewID: queue.NewID})
@@ -138,8 +132,10 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	auth := apiAuth(cfg, sec)
 	srv := server.New(server.Config{
 		Hooks: handlers.NewHookMetrics(reg).Wrap(hooks), Auth: auth.Require, Resync: resync, Diff: diff, Suspend: http.HandlerFunc(suspender.Suspend), Resume: http.HandlerFunc(suspender.Resume),
-		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Gatherer: reg, Logger: log.With("part", "http"),
+		Suspensions: suspensions, Records: records, Watch: records, Apps: appInfos(cfg), Clusters: clusterHealth(targets), Gatherer: reg, Logger: log.With("part", "http"),
 		Steering: steering{resync: resync, suspender: suspender}, Users: auth, SessionKey: server.SessionKey(sec.APITokens...), ExternalURL: cfg.ExternalURL, ReadAuth: cfg.ReadAuth,
+		// Only ferry's own cluster makes ferry unready: another cluster down fails its own apps'
+		// syncs, and shows on /api/v1/clusters, the app list and ferry_cluster_up.
 		Ready: []server.Check{
 			{Name: "nats", Run: q.Ping},
 			{Name: "kubernetes", Run: func(ctx context.Context) error {
@@ -170,6 +166,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 	wg.Go(func() { s.RunNotifier(work) })
 	wg.Go(func() { watchInputs(work, records, hooks, log.With("part", "hooks")) })
 	wg.Go(func() { s.TrackSuspensions(work) })
+	wg.Go(func() { targets.Run(work) })
 	// Syncs come in bursts (a push to a monorepo, start-up recovery) with long quiet spells
 	// between them; once a burst is over, the heap it left behind goes back to the OS rather
 	// than waiting for the runtime's next forced collection.

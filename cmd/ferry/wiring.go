@@ -17,6 +17,9 @@ import (
 	"github.com/ferrygitops/ferry/syncer/source"
 	"github.com/ferrygitops/ferry/syncer/source/charts"
 	"github.com/ferrygitops/ferry/syncer/status"
+	"github.com/ferrygitops/ferry/syncer/target"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/rest"
 )
 
 // The functions below translate the config into each package's own view of it; main is the
@@ -57,7 +60,7 @@ func syncerApps(cfg *Config, sec *Secrets) []syncer.App {
 	for _, a := range cfg.Apps {
 		out = append(out, syncer.App{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Prune: a.Prune,
 			Timeout: time.Duration(a.Timeout), DependsOn: a.DependsOn, Render: rendering(cfg, a, sec),
-			ServiceAccount: cfg.serviceAccount(a), Policy: cfg.policies(a)})
+			ServiceAccount: cfg.serviceAccount(a), Policy: cfg.policies(a), Cluster: clusterOf(a)})
 	}
 	return out
 }
@@ -141,9 +144,60 @@ func appInfos(cfg *Config) []server.AppInfo {
 	branch := repoBranches(cfg)
 	var out []server.AppInfo
 	for _, a := range cfg.Apps {
-		out = append(out, server.AppInfo{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Branch: branch[a.Repo], Prune: a.Prune, DependsOn: a.DependsOn})
+		info := server.AppInfo{Name: a.Name, Repo: a.Repo, Path: a.Path, Namespace: a.Namespace, Branch: branch[a.Repo], Prune: a.Prune, DependsOn: a.DependsOn}
+		if len(cfg.Clusters) > 0 {
+			// Single-cluster servers keep their pages and API as they were.
+			info.Cluster = clusterOf(a)
+		}
+		out = append(out, info)
 	}
 	return out
+}
+
+// targetSet is one apply engine per cluster, ferry's own (kube) first, with the health
+// probe's metrics on reg.
+func targetSet(kube *rest.Config, cfg *Config, sec *Secrets, log *slog.Logger, reg prometheus.Registerer) (*target.Set, error) {
+	topts := target.DefaultOptions()
+	topts.Apply.Logger, topts.Apply.HealthChecks = log.With("part", "apply"), cfg.health
+	if cfg.InventoryNamespace != "" {
+		topts.Apply.InventoryNamespace = cfg.InventoryNamespace
+	}
+	topts.Logger, topts.Metrics = log.With("part", "clusters"), target.NewMetrics(reg)
+	return target.New(targetConfigs(kube, cfg, sec), topts)
+}
+
+// syncerTargets is the target set as the syncer picks an app's cluster from it.
+type syncerTargets struct{ set *target.Set }
+
+var _ syncer.Targets = syncerTargets{}
+
+func (t syncerTargets) Target(name string) (syncer.Target, error) {
+	c, err := t.set.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// appClusters names each app's cluster, for the events recorded in it.
+func appClusters(cfg *Config) func(app string) string {
+	m := map[string]string{}
+	for _, a := range cfg.Apps {
+		m[a.Name] = clusterOf(a)
+	}
+	return func(app string) string { return m[app] }
+}
+
+// clusterHealth is the clusters' health as the server shows it.
+func clusterHealth(set *target.Set) func() []server.ClusterHealth {
+	return func() []server.ClusterHealth {
+		var out []server.ClusterHealth
+		for _, h := range set.Health() {
+			out = append(out, server.ClusterHealth{Name: h.Name, Server: h.Server, Default: h.Default, Reachable: h.Reachable,
+				Version: h.Version, LastError: h.LastError, CheckedAt: h.CheckedAt, Since: h.Since})
+		}
+		return out
+	}
 }
 
 func appNames(cfg *Config) []string {
