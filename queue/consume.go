@@ -101,7 +101,8 @@ type ConsumeOptions struct {
 	Logger    *slog.Logger
 	// Lane, when set, puts each app's deploys in a lane (ferry: the app's cluster; "" for none),
 	// and LaneLimit bounds how many of this replica's Workers the deploys of one lane may hold
-	// at once (0 or less: DefaultLaneLimit). A deploy whose lane is full waits for a slot of its
+	// at once (0 or less, or no LaneLimit: DefaultLaneLimit; more than Workers is Workers). The
+	// bound is per replica, like Workers. A deploy whose lane is full waits for a slot of its
 	// lane in memory, on no worker, without spending a delivery (see lanes.go). Without Lane, any
 	// app's deploys may take every worker.
 	Lane      func(app string) string

@@ -222,3 +222,56 @@ func TestLaneWaitingJobsHandedBackAtShutdown(t *testing.T) {
 		t.Errorf("%d jobs left on the stream (%v), want none", n, err)
 	}
 }
+
+// TestLaneWaitingOverflowLosesNoJob: beyond the jobs one process keeps waiting for a lane (two
+// here), the rest go back to the stream for a while; once the lane frees, every job runs, once,
+// app a1's three in the order they were stored, and the lane never holds more than its slot.
+func TestLaneWaitingOverflowLosesNoJob(t *testing.T) {
+	e, nc, q := startQueue(t, t.TempDir())
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+	opts := quietOptions()
+	opts.Workers = 2 // lane A may hold one
+	opts.Lane = laneOfApp
+	opts.maxLaneWaiting = 2
+	opts.overflowDelay = 200 * time.Millisecond
+	var a []Job
+	for i := range 3 {
+		a = append(a, testJob("a1", fmt.Sprintf("sha%d", i+1), fmt.Sprintf("d-a1-%d", i)))
+	}
+	for i := range 5 {
+		a = append(a, testJob(fmt.Sprintf("a%d", i+2), "sha1", fmt.Sprintf("d-a%d", i+2)))
+	}
+	b := []Job{testJob("b1", "sha1", "d-b1")}
+	r := newLaneRun(append(a, b...))
+	release := make(chan struct{})
+	consumeInBackground(t, q, nil, r.handler(release), opts)
+	if _, err := q.Enqueue(t.Context(), append(a, b...)); err != nil {
+		t.Fatal(err)
+	}
+	waitJobs(t, r, b, 30*time.Second, "lane A stuck")
+	close(release)
+	waitJobs(t, r, a, 60*time.Second, "lane A released")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.most["A"] != 1 {
+		t.Errorf("lane A ran %d jobs at once, want 1", r.most["A"])
+	}
+	if diff := cmp.Diff([]string{"sha1", "sha2", "sha3"}, r.order["a1"]); diff != "" {
+		t.Errorf("order of a1's jobs (-want +got):\n%s", diff)
+	}
+	again := 0
+	for _, j := range a {
+		if r.deliv[j.ID] > 1 {
+			again++
+		}
+		if n := len(r.order[j.App]); j.App != "a1" && n != 1 {
+			t.Errorf("app %s ran %d times, want once", j.App, n)
+		}
+	}
+	if again == 0 {
+		t.Error("no job went back to the stream beyond the waiting bound; the test did not reach the overflow")
+	}
+	if n, err := q.Pending(t.Context()); err != nil || n != 0 {
+		t.Errorf("%d jobs left on the stream (%v), want none", n, err)
+	}
+}
