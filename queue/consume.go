@@ -99,11 +99,21 @@ type ConsumeOptions struct {
 	Idle      func()
 	IdleDelay time.Duration
 	Logger    *slog.Logger
+	// Lane, when set, puts each app's deploys in a lane (ferry: the app's cluster; "" for none),
+	// and LaneLimit bounds how many of this replica's Workers the deploys of one lane may hold
+	// at once (0 or less, or no LaneLimit: DefaultLaneLimit; more than Workers is Workers). The
+	// bound is per replica, like Workers. A deploy whose lane is full waits for a slot of its
+	// lane in memory, on no worker, without spending a delivery (see lanes.go). Without Lane, any
+	// app's deploys may take every worker.
+	Lane      func(app string) string
+	LaneLimit func(lane string) int
 
 	idle *idleWatch // set by Consume
 	// maxHeld and overflowDelay are MaxHeldPerApp and heldOverflowDelay unless a test sets them.
 	maxHeld       int
 	overflowDelay time.Duration
+	// maxLaneWaiting is MaxWaitingPerLane unless a test sets it.
+	maxLaneWaiting int
 }
 
 // DefaultConsumeOptions are the settings ferry serves with unless configured otherwise.
@@ -156,6 +166,9 @@ func (q *Queue) Consume(ctx context.Context, apps []string, h Handler, opts Cons
 	}
 	if opts.overflowDelay <= 0 {
 		opts.overflowDelay = heldOverflowDelay
+	}
+	if opts.maxLaneWaiting <= 0 {
+		opts.maxLaneWaiting = MaxWaitingPerLane
 	}
 	// work outlives ctx by Grace so that running syncs can finish during shutdown.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -370,6 +383,12 @@ type delivered struct {
 	seq uint64
 	d   Delivery
 	log *slog.Logger
+	// lane is the job's lane once it asked for a slot there; slot is set while it holds one,
+	// and waited once it was handed one after waiting (see lanes.go). Guarded by the
+	// dispatcher's mu while the job waits or is ready.
+	lane   string
+	slot   bool
+	waited bool
 }
 
 // decode reads a delivered message; a message that is no job is terminated.

@@ -64,6 +64,11 @@ const (
 // A burst for one app cannot starve the others: workers fetch only when free and a later job is
 // set aside at once, so other apps' jobs keep flowing; what a burst fills is MaxAckPending,
 // which is far larger than any one app's backlog should get (DefaultDeployMaxAckPending).
+//
+// Slow syncs of many apps cannot take every worker either when the apps are put in lanes
+// (ConsumeOptions.Lane; ferry's lanes are clusters): a job about to run takes a slot of its lane
+// as well, and one whose lane is full waits beside the held jobs, kept alive the same way, until
+// a job of its lane ends here (lanes.go).
 type dispatcher struct {
 	q      *Queue
 	stream jetstream.Stream
@@ -80,13 +85,15 @@ type dispatcher struct {
 	// held are the jobs waiting behind an earlier one, by subject, in stream order.
 	held map[string][]*delivered
 	// ready are held jobs found oldest of their app, for the next free worker.
-	ready  []*delivered
+	ready []*delivered
+	// lanes are the lane slots in use here and the jobs waiting for one, by lane (lanes.go).
+	lanes  map[string]*laneState
 	closed bool
 }
 
 func newDispatcher(q *Queue, stream jetstream.Stream, cons jetstream.Consumer, h Handler, opts ConsumeOptions) *dispatcher {
 	return &dispatcher{q: q, stream: stream, cons: cons, h: h, opts: opts,
-		fetchTurn: make(chan struct{}, 1), wake: make(chan struct{}, 1), held: map[string][]*delivered{}}
+		fetchTurn: make(chan struct{}, 1), wake: make(chan struct{}, 1), held: map[string][]*delivered{}, lanes: map[string]*laneState{}}
 }
 
 // start runs the workers and the keepers of held jobs until ctx ends; wg counts them.
@@ -102,7 +109,7 @@ func (d *dispatcher) start(ctx, work context.Context, wg *sync.WaitGroup) {
 func (d *dispatcher) worker(ctx, work context.Context) {
 	for ctx.Err() == nil {
 		if j := d.takeReady(); j != nil {
-			d.runChain(ctx, work, j)
+			d.runReady(ctx, work, j)
 			continue
 		}
 		select {
@@ -141,7 +148,9 @@ func (d *dispatcher) worker(ctx, work context.Context) {
 		}
 		switch d.oldest(ctx, j) {
 		case jobNext:
-			d.runChain(ctx, work, j)
+			if d.admit(j) {
+				d.runChain(ctx, work, j)
+			}
 		case jobBehind:
 			d.hold(j)
 		case jobGone:
@@ -185,8 +194,10 @@ func (d *dispatcher) head(ctx context.Context, subject string) (uint64, bool, er
 	return m.Sequence, true, nil
 }
 
-// runChain runs j, then the jobs of its app this process holds, each once it is the oldest.
+// runChain runs j, then the jobs of its app this process holds, each once it is the oldest. The
+// later jobs run on j's lane slot, which is given back when the chain ends.
 func (d *dispatcher) runChain(ctx, work context.Context, j *delivered) {
+	defer d.leave(j)
 	for j != nil {
 		d.forget(j)
 		var ended uint64
@@ -241,7 +252,7 @@ func (d *dispatcher) forget(j *delivered) {
 			d.held[subj] = list
 		}
 	}
-	d.ready = slices.DeleteFunc(d.ready, func(r *delivered) bool { return r != j && r.seq == j.seq && r.msg.Subject() == subj })
+	d.forgetLaneLocked(j)
 }
 
 // promote returns the held job of subject that is now the oldest stored, taking it out of held;
@@ -355,13 +366,14 @@ func (d *dispatcher) recheckHeld(ctx context.Context) {
 	}
 }
 
-// drain takes every held and ready job out; once closing, later deliveries are handed back at
-// once.
+// drain takes every held, ready and lane-waiting job out; once closing, later deliveries are
+// handed back at once.
 func (d *dispatcher) drain(closing bool) []*delivered {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed = d.closed || closing
-	all := d.ready
+	all := d.drainLanesLocked()
+	all = append(all, d.ready...)
 	d.ready = nil
 	for _, list := range d.held {
 		all = append(all, list...)
@@ -370,10 +382,10 @@ func (d *dispatcher) drain(closing bool) []*delivered {
 	return all
 }
 
-// beat sends a heartbeat for every held and ready job.
+// beat sends a heartbeat for every held, ready and lane-waiting job.
 func (d *dispatcher) beat() {
 	d.mu.Lock()
-	all := slices.Clone(d.ready)
+	all := append(slices.Clone(d.ready), d.laneWaitingLocked()...)
 	for _, list := range d.held {
 		all = append(all, list...)
 	}

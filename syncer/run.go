@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ferrygitops/ferry/queue"
@@ -296,7 +297,8 @@ func summary(re *queue.RecordError) string {
 	if re.Object != "" {
 		return re.Object + ": " + re.Message
 	}
-	if re.Stage != "" && re.Stage != string(StageApply) && re.Stage != string(StageDependencies) && re.Stage != string(StageRun) {
+	// A message that begins with its stage's word (cluster prod unreachable: …) says it already.
+	if re.Stage != "" && re.Stage != string(StageApply) && re.Stage != string(StageDependencies) && re.Stage != string(StageRun) && !strings.HasPrefix(re.Message, re.Stage+" ") {
 		return re.Stage + ": " + re.Message
 	}
 	return re.Message

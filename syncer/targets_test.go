@@ -90,7 +90,7 @@ func TestAppsDeployToTheirClusters(t *testing.T) {
 		}
 	}
 	// prod's app reads its variables first: the cluster stage is where it fails.
-	want := []string{"success applied 1 objects", "failure cluster: cluster prod unreachable: dial tcp 127.0.0.1:6443: connection refused"}
+	want := []string{"success applied 1 objects", "failure cluster prod unreachable: dial tcp 127.0.0.1:6443: connection refused"}
 	if len(final) != 2 || !strings.HasPrefix(final[0], want[0]) || final[1] != want[1] {
 		t.Errorf("final statuses %q, want %q", final, want)
 	}

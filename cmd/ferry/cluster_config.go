@@ -27,6 +27,17 @@ type ClusterConf struct {
 	Kubeconfig *SecretRef `json:"kubeconfig"`
 	// Context picks one of the kubeconfig's contexts; its current-context when unset.
 	Context string `json:"context,omitempty"`
+	// MaxConcurrentSyncs bounds how many of a replica's workers the deploys of this cluster's
+	// apps may hold at once, so that a slow cluster cannot take them all; 0 is
+	// queue.DefaultLaneLimit (all workers but one). See syncLanes.
+	MaxConcurrentSyncs int `json:"maxConcurrentSyncs,omitempty"`
+}
+
+// DefaultClusterConf holds the settings of ferry's own cluster (target.DefaultCluster), which
+// is not listed in clusters.
+type DefaultClusterConf struct {
+	// MaxConcurrentSyncs is ClusterConf.MaxConcurrentSyncs for ferry's own cluster.
+	MaxConcurrentSyncs int `json:"maxConcurrentSyncs,omitempty"`
 }
 
 // TargetConf is one cluster a matrix app (an app with targets) deploys to: it makes an app of
@@ -190,6 +201,12 @@ func (c *Config) validateClusters(bad func(string, ...any)) {
 		case k.Env != "" && k.File != "":
 			bad("%s: kubeconfig names both env and file; give one", where)
 		}
+		if cl.MaxConcurrentSyncs < 0 {
+			bad("%s: maxConcurrentSyncs must not be negative (0: all workers but one)", where)
+		}
+	}
+	if dc := c.DefaultCluster; dc != nil && dc.MaxConcurrentSyncs < 0 {
+		bad("defaultCluster: maxConcurrentSyncs must not be negative (0: all workers but one)")
 	}
 	for _, a := range c.Apps {
 		if a.Cluster != "" && !names[a.Cluster] {
@@ -280,6 +297,27 @@ func clusterOf(a AppConf) string {
 		return target.DefaultCluster
 	}
 	return a.Cluster
+}
+
+// syncLanes puts each app's deploys in the lane of its cluster, each lane bounded by its
+// cluster's maxConcurrentSyncs (defaultCluster's for ferry's own), so that syncs stuck on one
+// slow cluster cannot hold every worker of a replica while other clusters' jobs wait. With no
+// cluster besides ferry's own there is nothing to keep apart: every app may use every worker,
+// unless defaultCluster sets a bound.
+// A job of an app no longer configured is in no lane; it only ends with a final status.
+func syncLanes(cfg *Config) (lane func(app string) string, limit func(lane string) int) {
+	if len(cfg.Clusters) == 0 && (cfg.DefaultCluster == nil || cfg.DefaultCluster.MaxConcurrentSyncs == 0) {
+		return nil, nil
+	}
+	limits := map[string]int{}
+	if cfg.DefaultCluster != nil {
+		limits[target.DefaultCluster] = cfg.DefaultCluster.MaxConcurrentSyncs
+	}
+	for _, cl := range cfg.Clusters {
+		limits[cl.Name] = cl.MaxConcurrentSyncs
+	}
+	// A missing or zero limit is the queue's default.
+	return appClusters(cfg), func(lane string) int { return limits[lane] }
 }
 
 // targetConfigs are the clusters of the target set: ferry's own first, then the configured ones.

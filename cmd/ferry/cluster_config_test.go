@@ -45,7 +45,8 @@ repos:
   - {name: platform, url: "https://github.com/acme/platform.git", provider: github, webhookSecret: {env: HOOK_SECRET}}
 clusters:
   - {name: staging, kubeconfig: {file: STAGING_FILE}}
-  - {name: prod, kubeconfig: {env: PROD_KUBECONFIG}, context: other}
+  - {name: prod, kubeconfig: {env: PROD_KUBECONFIG}, context: other, maxConcurrentSyncs: 2}
+defaultCluster: {maxConcurrentSyncs: 3}
 apps:
   - {name: db, repo: platform, path: apps/db}
   - {name: cache, repo: platform, path: apps/cache, cluster: prod}
@@ -169,7 +170,7 @@ func TestClustersConfigRefuses(t *testing.T) {
 		{"exec plugin missing", stagingFile(noPlugin), vars, []string{"cluster staging", "kubeconfig file " + noPlugin, `exec plugin "ferry-test-no-such-credential-plugin"`, "not found in PATH"}},
 		{"auth provider", stagingFile(authProvider), vars, []string{"cluster staging", `auth-provider plugin "gcp"`}},
 		{"no kubeconfig", strings.Replace(base, "{name: staging, kubeconfig: {file: ", "{name: staging, context: x, kubecfg: {file: ", 1), vars, []string{`unknown key "kubecfg"`}},
-		{"kubeconfig missing", strings.Replace(base, "  - {name: prod, kubeconfig: {env: PROD_KUBECONFIG}, context: other}\n", "  - {name: prod}\n", 1), vars, []string{"cluster prod: kubeconfig is required"}},
+		{"kubeconfig missing", strings.Replace(base, "  - {name: prod, kubeconfig: {env: PROD_KUBECONFIG}, context: other, maxConcurrentSyncs: 2}\n", "  - {name: prod}\n", 1), vars, []string{"cluster prod: kubeconfig is required"}},
 		{"kubeconfig both", strings.Replace(base, "{env: PROD_KUBECONFIG}", "{env: PROD_KUBECONFIG, file: /etc/hostname}", 1), vars, []string{"cluster prod: kubeconfig names both env and file"}},
 		{"cluster named default", strings.Replace(base, "{name: prod,", "{name: default,", 1), vars, []string{"cluster default", "ferry's own cluster"}},
 		{"duplicate cluster", strings.Replace(base, "{name: prod,", "{name: staging,", 1), vars, []string{"cluster staging: duplicate cluster name"}},
@@ -185,6 +186,9 @@ func TestClustersConfigRefuses(t *testing.T) {
 			[]string{"app cache: dependsOn api names a matrix app", "api-production, api-staging"}},
 		{"matrix app without a name", strings.Replace(base, "  - name: worker\n", "  - name: \"\"\n", 1), vars, []string{"name is required"}},
 		{"unknown target key", strings.Replace(base, "{cluster: staging}, {cluster: prod}", "{cluster: staging}, {clustr: prod}", 1), vars, []string{`unknown key "clustr"`}},
+		{"negative maxConcurrentSyncs", strings.Replace(base, "maxConcurrentSyncs: 2", "maxConcurrentSyncs: -1", 1), vars, []string{"cluster prod: maxConcurrentSyncs must not be negative"}},
+		{"negative default maxConcurrentSyncs", strings.Replace(base, "maxConcurrentSyncs: 3", "maxConcurrentSyncs: -2", 1), vars, []string{"defaultCluster: maxConcurrentSyncs must not be negative"}},
+		{"unknown defaultCluster key", strings.Replace(base, "{maxConcurrentSyncs: 3}", "{maxConcurrentSync: 3}", 1), vars, []string{`unknown key "maxConcurrentSync"`}},
 		{"matrix app named twice", strings.Replace(base, "  - name: worker\n", "  - {name: api, repo: platform, path: x}\n  - name: worker\n", 1), vars, []string{"app api: duplicate app name"}},
 	}
 	for _, tt := range tests {
@@ -235,5 +239,59 @@ func TestTargetWiring(t *testing.T) {
 	}
 	if got := appClusters(cfg)("worker-prod"); got != "prod" {
 		t.Errorf("worker-prod's events go to %q", got)
+	}
+}
+
+// TestSyncLanes: with several clusters, each app's deploys are in the lane of its cluster, bounded
+// by the cluster's maxConcurrentSyncs (defaultCluster's for ferry's own, the queue's default where
+// unset), and the worker pool gets them; with ferry's own cluster alone and no bound, no lanes.
+func TestSyncLanes(t *testing.T) {
+	doc, vars := clustersEnv(t)
+	cfg, _, err := ParseConfig([]byte(doc), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copts := consumeOptions(cfg, serveOptions{}, slog.New(slog.DiscardHandler))
+	if copts.Lane == nil || copts.LaneLimit == nil {
+		t.Fatal("no lanes with several clusters")
+	}
+	lanes := map[string]string{}
+	for _, a := range []string{"db", "cache", "api-staging", "api-production", "worker-prod", "removed"} {
+		lanes[a] = copts.Lane(a)
+	}
+	want := map[string]string{"db": "default", "cache": "prod", "api-staging": "staging", "api-production": "prod", "worker-prod": "prod", "removed": ""}
+	if diff := cmp.Diff(want, lanes); diff != "" {
+		t.Errorf("lanes (-want +got):\n%s", diff)
+	}
+	limits := map[string]int{}
+	for _, l := range []string{"default", "staging", "prod"} {
+		limits[l] = copts.LaneLimit(l)
+	}
+	// staging sets none: 0 is the queue's default.
+	if diff := cmp.Diff(map[string]int{"default": 3, "staging": 0, "prod": 2}, limits); diff != "" {
+		t.Errorf("lane limits (-want +got):\n%s", diff)
+	}
+
+	one := `
+externalURL: https://ferry.example.com
+repos:
+  - {name: platform, url: "https://github.com/acme/platform.git", provider: github, webhookSecret: {env: HOOK_SECRET}}
+apps: [{name: api, repo: platform, path: apps/api}]
+`
+	vars = map[string]string{"HOOK_SECRET": "s3cret"}
+	cfg, _, err = ParseConfig([]byte(one), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copts := consumeOptions(cfg, serveOptions{}, slog.New(slog.DiscardHandler)); copts.Lane != nil || copts.LaneLimit != nil {
+		t.Error("lanes with ferry's own cluster alone and no bound: one app's syncs could not use every worker")
+	}
+	cfg, _, err = ParseConfig([]byte(one+"defaultCluster: {maxConcurrentSyncs: 1}\n"), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copts = consumeOptions(cfg, serveOptions{}, slog.New(slog.DiscardHandler))
+	if copts.Lane == nil || copts.Lane("api") != "default" || copts.LaneLimit("default") != 1 {
+		t.Error("defaultCluster's maxConcurrentSyncs is not applied to ferry's own cluster alone")
 	}
 }

@@ -74,6 +74,8 @@ type Config struct {
 	// Clusters are the clusters apps may deploy to besides ferry's own (see cluster_config.go).
 	Clusters []ClusterConf `json:"clusters,omitempty"`
 	Apps     []AppConf     `json:"apps"`
+	// DefaultCluster holds settings of ferry's own cluster (see cluster_config.go).
+	DefaultCluster *DefaultClusterConf `json:"defaultCluster,omitempty"`
 	// APITokens authenticate the write API (manual sync, suspend, resume).
 	APITokens []APIToken `json:"apiTokens,omitempty"`
 	// AuthProxy trusts an authenticating proxy's user header as well (see AuthProxyConf).

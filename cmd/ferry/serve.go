@@ -219,7 +219,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, stde
 }
 
 // consumeOptions are the worker pool's settings: the queue's defaults, with the worker count
-// of the config and then of --workers when they set one.
+// of the config and then of --workers when they set one, and a lane per cluster (syncLanes).
 func consumeOptions(cfg *Config, o serveOptions, log *slog.Logger) queue.ConsumeOptions {
 	copts := queue.DefaultConsumeOptions()
 	if cfg.Workers > 0 {
@@ -228,6 +228,7 @@ func consumeOptions(cfg *Config, o serveOptions, log *slog.Logger) queue.Consume
 	if o.Workers > 0 {
 		copts.Workers = o.Workers
 	}
+	copts.Lane, copts.LaneLimit = syncLanes(cfg)
 	copts.Logger = log.With("part", "queue")
 	return copts
 }
