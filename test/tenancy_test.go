@@ -65,7 +65,7 @@ repos:
     interval: 1h
     policy: {namespaces: [` + ns + `]}
 apps:
-  - name: web
+  - name: tenant-web
     repo: platform
     path: apps/web
     namespace: ` + ns + `
@@ -138,7 +138,7 @@ func TestTenancy(t *testing.T) {
 	forge := forgefake.New(t, forgeToken)
 	f := startFerry(t, tenancyConfig(repo.CloneURL(), forge.URL(), ns), ferryEnv, "")
 
-	if st := finalStatus(t, forge, first, "ferry/web"); st.State != "success" {
+	if st := finalStatus(t, forge, first, "ferry/tenant-web"); st.State != "success" {
 		t.Fatalf("start-up sync of web: %+v", st)
 	}
 	if _, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "web-settings", metav1.GetOptions{}); err != nil {
@@ -155,8 +155,8 @@ func TestTenancy(t *testing.T) {
 	if code := f.getAuthed(t, "/api/v1/apps", apiToken, nil); code != http.StatusOK {
 		t.Errorf("GET /api/v1/apps with the token: %d, want 200", code)
 	}
-	if code := f.getAuthed(t, "/apps/web", "", nil); code != http.StatusSeeOther {
-		t.Errorf("GET /apps/web without a session: %d, want 303 to the sign-in page", code)
+	if code := f.getAuthed(t, "/apps/tenant-web", "", nil); code != http.StatusSeeOther {
+		t.Errorf("GET /apps/tenant-web without a session: %d, want 303 to the sign-in page", code)
 	}
 	for _, p := range []string{"/healthz", "/metrics"} {
 		if code := f.getAuthed(t, p, "", nil); code != http.StatusOK {
@@ -176,7 +176,7 @@ subjects: [{kind: ServiceAccount, name: deployer, namespace: ` + ns + `}]
 	if code, body := f.send(t, "platform", githubPush(t, hookSecret, "d-ten-2", first, second, "apps/web/admin.yaml")); code != http.StatusAccepted {
 		t.Fatalf("push hook: %d %s", code, body)
 	}
-	st := finalStatus(t, forge, second, "ferry/web")
+	st := finalStatus(t, forge, second, "ferry/tenant-web")
 	if st.State != "failure" || !strings.HasPrefix(st.Description, "ClusterRoleBinding e2e-ten-admin: cluster-scoped ClusterRoleBinding") {
 		t.Errorf("status of the push with a ClusterRoleBinding: %+v", st)
 	}
@@ -200,7 +200,7 @@ subjects: [{kind: ServiceAccount, name: deployer, namespace: ` + ns + `}]
 	if code, body := f.send(t, "platform", githubPush(t, hookSecret, "d-ten-3", second, third, "apps/web/secret.yaml")); code != http.StatusAccepted {
 		t.Fatalf("push hook: %d %s", code, body)
 	}
-	st = finalStatus(t, forge, third, "ferry/web")
+	st = finalStatus(t, forge, third, "ferry/tenant-web")
 	if st.State != "failure" || !strings.HasPrefix(st.Description, "Secret "+ns+"/web-secret: ") {
 		t.Errorf("status of the push with a forbidden Secret: %+v", st)
 	}
@@ -218,7 +218,7 @@ subjects: [{kind: ServiceAccount, name: deployer, namespace: ` + ns + `}]
 	if code, body := f.send(t, "platform", githubPR(t, "d-ten-pr-9", 9, head, third)); code != http.StatusAccepted {
 		t.Fatalf("pull_request hook: %d %s", code, body)
 	}
-	st = finalStatus(t, forge, head, "ferry/web/preview")
+	st = finalStatus(t, forge, head, "ferry/tenant-web/preview")
 	wantDesc := "ConfigMap " + other + "/intruder: namespace " + other + " is not allowed by repository platform's policy (namespaces: " + ns + ")"
 	if st.State != "failure" || st.Description != wantDesc {
 		t.Errorf("preview status %+v, want failure %q", st, wantDesc)
