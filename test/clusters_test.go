@@ -129,17 +129,25 @@ func waitReachable(t *testing.T, f *ferry, name string, want bool) map[string]an
 	}
 }
 
-func TestSeveralClusters(t *testing.T) {
-	edge, err := cluster.Start(waitCtx(t, 3*time.Minute), t.TempDir(), cluster.Options{BinDir: os.Getenv(cluster.BinDirEnv), Logf: t.Logf})
+// startControlPlane runs a second local control plane, besides the shared one, until the test
+// ends, and returns it with a client of its apiserver.
+func startControlPlane(t *testing.T) (*cluster.Cluster, kubernetes.Interface) {
+	t.Helper()
+	c, err := cluster.Start(waitCtx(t, 3*time.Minute), t.TempDir(), cluster.Options{BinDir: os.Getenv(cluster.BinDirEnv), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := edge.Stop(); err != nil {
+		if err := c.Stop(); err != nil {
 			t.Error(err)
 		}
 	})
-	own, remote := kube(t), kubernetes.NewForConfigOrDie(edge.Config)
+	return c, kubernetes.NewForConfigOrDie(c.Config)
+}
+
+func TestSeveralClusters(t *testing.T) {
+	edge, remote := startControlPlane(t)
+	own := kube(t)
 
 	git := gitserver.New(t)
 	repo := git.CreateRepo(t, "acme/multi")
