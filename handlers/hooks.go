@@ -144,14 +144,17 @@ func (h *Hooks) SetInputs(in queue.Inputs) {
 // reason), 503 when jobs could not be stored and 202 with the stored jobs.
 func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "repo")
+	now := h.now()
 	// One line per delivery; its attributes gather as the delivery is read (cheaper than a
-	// derived logger per step on the hot path).
+	// derived logger per step on the hot path). took is the handler's own time, from the
+	// headers read to the line (a 202's line follows its answer), so that a slow answer tells
+	// ferry's share of it from the network's and the forge's.
 	// Typed attributes (LogAttrs) spare the boxing and key checks of key-value pairs.
-	var buf [8]slog.Attr
+	var buf [9]slog.Attr
 	attrs := append(buf[:0], slog.String("repo", name))
 	log := func(level slog.Level, outcome string, status int, more ...slog.Attr) {
 		if h.log.Enabled(r.Context(), level) {
-			attrs = append(attrs, slog.String("outcome", outcome), slog.Int("status", status))
+			attrs = append(attrs, slog.String("outcome", outcome), slog.Int("status", status), slog.Duration("took", h.now().Sub(now)))
 			h.log.LogAttrs(r.Context(), level, "webhook", append(attrs, more...)...)
 		}
 	}
@@ -170,7 +173,6 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Nothing of the body is read until the headers could verify and the body fits in what
 	// unverified deliveries may hold (MaxUnverifiedBytes).
-	now := h.now()
 	if err := repo.provider.precheck(r.Header, repo.Secret, now); err != nil {
 		// err never holds the secret or the received signature (provider contract).
 		log(slog.LevelWarn, "signature refused", http.StatusUnauthorized, slog.Any("err", err))
@@ -261,8 +263,8 @@ func (h *Hooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if duplicates == len(jobs) {
 		outcome = "duplicate"
 	}
-	log(slog.LevelInfo, outcome, http.StatusAccepted, slog.Any("apps", apps), slog.Int("duplicates", duplicates))
 	writeJSON(w, http.StatusAccepted, stored{Jobs: out})
+	log(slog.LevelInfo, outcome, http.StatusAccepted, slog.Any("apps", apps), slog.Int("duplicates", duplicates))
 }
 
 // busy answers a delivery that does not fit in MaxUnverifiedBytes: 503, to be redelivered.
