@@ -113,7 +113,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*p
 	p9Apps := fs.String("p9-apps", "500,1000,5000", "P9: configured app counts (over 50 repositories) to measure at; the first is the baseline of the ratios")
 	fs.IntVar(&p.P9.OnePushes, "p9-one-pushes", 50, "P9: pushes touching one app, per app count")
 	fs.IntVar(&p.P9.ManyPushes, "p9-many-pushes", 100, "P9: pushes touching every app of one repository (a fifth of the apps), back to back, per app count")
-	fs.IntVar(&p.P9.IdlePushes, "p9-idle-pushes", 20, "P9: pushes touching every app of one repository, each once ferry is quiet, per app count")
+	fs.IntVar(&p.P9.IdlePushes, "p9-idle-pushes", 10, "P9: pushes touching every app of one repository, each once ferry is quiet (or after 5 s), per app count, before the back-to-back ones")
 	fs.DurationVar(&p.P9.Idle, "p9-idle", 10*time.Second, "P9: how long ferry runs before its idle RSS is read")
 	fs.IntVar(&p.P9.SyncApps, "p9-sync-apps", 500, "P9: small apps synced at start-up on the local control plane, per app count")
 	fs.DurationVar(&p.P9.Timeout, "p9-timeout", 5*time.Minute, "P9: bound of the wait for the start-up syncs")
@@ -185,7 +185,7 @@ func (p *params) describe() []string {
 			p10Module, p10Version, p10File, p.FerryBin, p.P10.Reps, p.P10.Timeout),
 		fmt.Sprintf("P8: %s@%s %s (KueueViz's Deployments set to 0 replicas: no kubelet) with values %s, rendered %d times (the cluster's capabilities), applied to an empty control plane and re-synced by ferry's engine in a child process; %d repetitions, each on a fresh control plane",
 			p8Module, p8Version, p8Chart, p8Values, p8Renders, p.Reps),
-		fmt.Sprintf("P9: ferry binary %s with %s apps over %d repositories (a fifth in one, one directory each); routing: every repository on branch pattern %q (no start-up sync or poll), cluster unreachable, idle RSS after %s, %d pushes touching 1 app and %d touching all of that repository's apps, one at a time back to back, then %d such pushes each sent once ferry used at most %s CPU over %s (bound %s); ferry's own time from its log's took; sync: %d small apps (one ConfigMap each) on main plus the rest routed only, start → last success status on a fresh control plane namespace; in-process CPU profile of handlers.Hooks on an embedded JetStream",
+		fmt.Sprintf("P9: ferry binary %s with %s apps over %d repositories (a fifth in one, one directory each); routing: every repository on branch pattern %q (no start-up sync or poll), cluster unreachable, idle RSS after %s, %d pushes touching 1 app and %d touching all of that repository's apps, one at a time back to back, after %d such pushes each sent once ferry used at most %s CPU over %s (bound %s); ferry's own time from its log's took; sync: %d small apps (one ConfigMap each) on main plus the rest routed only, start → last success status on a fresh control plane namespace; in-process CPU profile of handlers.Hooks on an embedded JetStream",
 			p.FerryBin, intsString(p.P9.Apps), p9Repos, p9GlobBranch, p.P9.Idle, p.P9.OnePushes, p.P9.ManyPushes, p.P9.IdlePushes, p9QuietCPU, p9QuietWindow, p9QuietBound, p.P9.SyncApps),
 		fmt.Sprintf("k8s binaries: %s", p.K8sBin),
 	}

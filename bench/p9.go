@@ -294,10 +294,11 @@ func p9Routing(ctx context.Context, p *params, h *harness, repos []p9Repo, layou
 	if r.one, err = send("one", many[:1], p.P9.OnePushes); err != nil {
 		return err
 	}
-	if r.many, err = send("many", many, p.P9.ManyPushes); err != nil {
+	// The idle-server pushes first: the first of them finds no job of an earlier push running.
+	if r.idle, err = send("idle", many, p.P9.IdlePushes); err != nil {
 		return err
 	}
-	if r.idle, err = send("idle", many, p.P9.IdlePushes); err != nil {
+	if r.many, err = send("many", many, p.P9.ManyPushes); err != nil {
 		return err
 	}
 	// ferry's own time per delivery, from its log: the client's cost (encoding, the loopback,
