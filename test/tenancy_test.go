@@ -242,7 +242,7 @@ func TestTenancyStrictRefusesAtStart(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	const want = "app web: requireServiceAccount is set, and the app has no serviceAccountName (nor is there a defaultServiceAccountName)"
+	const want = "app tenant-web: requireServiceAccount is set, and the app has no serviceAccountName (nor is there a defaultServiceAccountName)"
 	for _, args := range [][]string{
 		{"check", "--config", path},
 		{"serve", "--config", path, "--listen", freeAddr(t), "--data-dir", filepath.Join(dir, "data"), "--kubeconfig", filepath.Join(dir, "none")},
