@@ -48,7 +48,7 @@ func teamNamespaces(t *testing.T, cs *kubernetes.Clientset, own, other string) {
 }
 
 // tenancyConfig is a config of repository "platform" whose policy keeps its apps in ns and
-// allows no cluster-scoped object; app web runs as deployer, app ghost as an account that does
+// allows no cluster-scoped object; app tenant-web runs as deployer, app ghost as an account that does
 // not exist. readAuth closes the read API and the pages.
 func tenancyConfig(cloneURL, apiURL, ns string) string {
 	return `externalURL: http://ferry.e2e.invalid
