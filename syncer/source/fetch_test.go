@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func newCache(t *testing.T, dir string) *Cache {
+func newCache(t testing.TB, dir string) *Cache {
 	t.Helper()
 	c, err := New(Options{Dir: dir})
 	if err != nil {

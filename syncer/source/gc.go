@@ -219,7 +219,7 @@ func (e *cached) deleteUnreachable(live map[plumbing.Hash]bool) error {
 			break
 		}
 	}
-	repo, err := git.PlainOpen(e.dir)
+	repo, err := openRepo(e.dir)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("open the cache again: %w", err))...)
 	}

@@ -15,10 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // DefaultTimeout bounds one exchange with a remote (a fetch or a ref listing) when
@@ -200,9 +203,11 @@ func (c *Cache) open(r Repo) (*cached, error) {
 		return nil, permanent(fmt.Errorf("git cache: repo name %q cannot name a directory", r.Name))
 	}
 	dir := filepath.Join(c.opts.Dir, r.Name+".git")
-	repo, err := git.PlainOpen(dir)
+	repo, err := openRepo(dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		repo, err = git.PlainInit(dir, true)
+		if _, err = git.PlainInit(dir, true); err == nil {
+			repo, err = openRepo(dir)
+		}
 	}
 	if err != nil {
 		// It is only a cache: start it again rather than fail every sync of the repository.
@@ -210,7 +215,10 @@ func (c *Cache) open(r Repo) (*cached, error) {
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, fmt.Errorf("git cache for %s: %w", r.Name, err)
 		}
-		if repo, err = git.PlainInit(dir, true); err != nil {
+		if _, err = git.PlainInit(dir, true); err == nil {
+			repo, err = openRepo(dir)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("git cache for %s: %w", r.Name, err)
 		}
 	}
@@ -218,6 +226,19 @@ func (c *Cache) open(r Repo) (*cached, error) {
 		wanted: map[plumbing.Hash]time.Time{}}
 	c.repos[r.Name] = e
 	return e, nil
+}
+
+// openRepo opens the bare repository at dir keeping its pack files open: without
+// KeepDescriptors go-git opens a pack file again for every object it reads, which was most of
+// the time of reading a commit's files (BenchmarkFilesManyApps). The descriptors are closed when
+// collect deletes packs, and every read holds the repository's lock, so no file is read by two
+// goroutines at once.
+func openRepo(dir string) (*git.Repository, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, git.ErrRepositoryNotExists
+	}
+	st := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
+	return git.Open(st, nil)
 }
 
 // Fetch makes sure commit sha is in the cache. Only when it is missing does it ask the remote,
