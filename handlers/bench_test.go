@@ -32,20 +32,7 @@ func BenchmarkGitHubPushParse(b *testing.B) {
 // JetStream, clients in parallel: verify, parse, route, durable enqueue, answer.
 func BenchmarkHooksGitHubPush(b *testing.B) {
 	body := readTestdata(b, "github/push.json")
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(e.Shutdown)
-	nc, err := e.Connect("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	q, err := queue.New(b.Context(), nc, queue.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	q := benchQueue(b)
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	repos := []Repo{{Name: "platform", Provider: "github", Branch: "main", Secret: githubSecret,
 		Apps: []App{{Name: "database", Path: "apps/database"}}}}
@@ -71,4 +58,24 @@ func BenchmarkHooksGitHubPush(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchQueue is a queue on an embedded JetStream of the benchmark's own, stopped at its end.
+func benchQueue(b *testing.B) *queue.Queue {
+	b.Helper()
+	e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(e.Shutdown)
+	nc, err := e.Connect("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	q, err := queue.New(b.Context(), nc, queue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return q
 }

@@ -60,20 +60,7 @@ func BenchmarkHooksScale(b *testing.B) {
 	for _, touched := range []int{1, 1000} {
 		b.Run("apps=5000/touched="+strconv.Itoa(touched), func(b *testing.B) {
 			body := scalePush(b, touched)
-			e, err := queue.StartEmbedded(queue.EmbeddedOptions{DataDir: b.TempDir()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(e.Shutdown)
-			nc, err := e.Connect("bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(nc.Close)
-			q, err := queue.New(b.Context(), nc, queue.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
+			q := benchQueue(b)
 			log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			hooks := NewHooks(scaleRepos(5000, 50, 1000), q, HooksOptions{Logger: log, NewID: queue.NewID})
 			r := chi.NewRouter()
