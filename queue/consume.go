@@ -227,22 +227,57 @@ func (q *Queue) startConsumers(ctx context.Context, opts ConsumeOptions) (jetstr
 	// CreateOrUpdate: a consumer made by an older ferry with another ack wait or bound takes
 	// these settings.
 	dcfg := q.deployConsumerConfig(opts)
-	deploys, err := stream.CreateOrUpdateConsumer(ctx, dcfg)
+	deploys, err := q.createShared(ctx, stream, dcfg, opts.Logger)
 	if limit, ok := maxAckPendingLimit(err); ok && limit < dcfg.MaxAckPending {
 		// The NATS server, account or stream caps MaxAckPending below ferry's bound: take the cap.
 		opts.Logger.Warn("queue: NATS caps the deploy jobs handed out at once below ferry's bound", "limit", limit, "bound", dcfg.MaxAckPending)
 		dcfg.MaxAckPending = limit
-		deploys, err = stream.CreateOrUpdateConsumer(ctx, dcfg)
+		deploys, err = q.createShared(ctx, stream, dcfg, opts.Logger)
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", dcfg.Description, err)
 	}
 	pcfg := q.previewConsumerConfig(opts)
-	previews, err := stream.CreateOrUpdateConsumer(ctx, pcfg)
+	previews, err := q.createShared(ctx, stream, pcfg, opts.Logger)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("create consumer for %s: %w", pcfg.Description, err)
 	}
 	return stream, deploys, previews, nil
+}
+
+// errCodeNotUnique is JetStream's refusal of a consumer whose filter overlaps another's on a
+// work-queue stream.
+const errCodeNotUnique jetstream.ErrorCode = 10100
+
+// Bounds of createShared's wait for older versions' consumers to be gone.
+const (
+	legacySettleAttempts = 10
+	legacySettlePause    = 200 * time.Millisecond
+)
+
+// createShared creates or updates one of the shared consumers. Replicas starting together each
+// delete the per-app consumers of older versions. A second deletion of a consumer whose first is
+// still under way returns at once, before the server has taken the consumer off its stream (the
+// NATS server marks it closed first and removes it later), so the shared consumer can be refused
+// as "not unique" for a moment: a refusal of that kind deletes what is left again and tries
+// again, a bounded number of times. A per-app
+// consumer that keeps coming back (an older replica still running) still ends the start.
+func (q *Queue) createShared(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig, log *slog.Logger) (jetstream.Consumer, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := stream.CreateOrUpdateConsumer(ctx, cfg)
+		var apiErr *jetstream.APIError
+		if err == nil || attempt == legacySettleAttempts || !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeNotUnique {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(legacySettlePause):
+		}
+		if derr := q.dropLegacyConsumers(ctx, stream, log); derr != nil {
+			return nil, derr
+		}
+	}
 }
 
 // errCodeMaxAckPendingExcess is JetStream's error for a consumer whose MaxAckPending exceeds
